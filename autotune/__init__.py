@@ -1,0 +1,1 @@
+"""Autotuning: measurements, database, campaigns."""

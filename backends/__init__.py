@@ -1,0 +1,1 @@
+"""Backends: numpy (reference), tvm, opencl; targets and devices."""

@@ -1,0 +1,1 @@
+"""Frontends: Caffe and ONNX into the IR."""

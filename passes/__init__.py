@@ -1,0 +1,1 @@
+"""Graph passes, the PassManager and primitive selection."""

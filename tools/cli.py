@@ -1,0 +1,237 @@
+"""The `lpdc` command line.
+
+Exit codes: 0 success; 1 an lpdc error (bad model, bad input, unsupported feature: the message
+says which file/node); 2 a usage error (bad flags).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+from collections.abc import Sequence
+
+import numpy as np
+
+from ..errors import LpdcError
+
+log = logging.getLogger("lpdc")
+MODEL_HELP = "model: a .onnx, .prototxt, .lpir file, an artifact directory, zoo:NAME, or 'default'"
+
+
+def _model_spec(spec: str) -> str:
+    from .zoo import DEFAULT_MODEL
+
+    return f"zoo:{DEFAULT_MODEL}" if spec == "default" else spec
+
+
+def load_model(args: argparse.Namespace):
+    from ..api import load
+
+    options = {}
+    if getattr(args, "weights", None):
+        options["weights"] = args.weights
+    if getattr(args, "random_weights", False):
+        options["random_weights"] = True
+    if getattr(args, "shape", None):
+        options["shapes"] = {k: [int(d) for d in v.split(",")] for k, v in (s.split("=", 1) for s in args.shape)}
+    return load(_model_spec(args.model), **options)
+
+
+def random_inputs(graph, seed: int = 0) -> dict[str, np.ndarray]:
+    """Deterministic inputs matching the graph's input types."""
+    from ..ir import dtypes
+
+    rng = np.random.default_rng(seed)
+    out = {}
+    for v in graph.inputs:
+        dt = dtypes.to_numpy(v.type.dtype)
+        if dt.kind == "f":
+            out[v.name] = rng.standard_normal(v.type.shape).astype(dt)
+        else:
+            out[v.name] = rng.integers(0, 10, v.type.shape).astype(dt)
+    return out
+
+
+def _read_inputs(graph, specs: Sequence[str] | None, seed: int) -> dict[str, np.ndarray]:
+    inputs = random_inputs(graph, seed)
+    for spec in specs or ():
+        name, _, path = spec.partition("=")
+        if not path:
+            raise LpdcError(f"--input takes NAME=FILE.npy, got {spec!r}")
+        try:
+            inputs[name] = np.load(path, allow_pickle=False)
+        except (OSError, ValueError) as e:
+            raise LpdcError(f"cannot read input array: {e}", where=path) from None
+    return inputs
+
+
+def cmd_version(args: argparse.Namespace) -> int:
+    from .. import __version__
+
+    print(f"lpdc {__version__}")
+    return 0
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from ..api import compile, load
+
+    graph = load(args.model) if args.model and not args.model.startswith("zoo:") and args.model != "default" \
+        and _is_dir(args.model) else load_model(args)
+    exe = compile(graph, target=args.target, opt_level=args.opt_level)
+    inputs = _read_inputs(exe.graph, args.input, args.seed)
+    if args.profile:
+        outputs, timings = exe.profile(inputs, repeats=args.repeats)
+    else:
+        outputs, timings = exe.run(inputs), []
+    report = {
+        "model": args.model, "target": args.target, "nodes": len(exe.graph.nodes),
+        "outputs": {k: {"shape": list(v.shape), "dtype": str(v.dtype), "mean": float(np.mean(v)),
+                        "argmax": int(np.argmax(v))} for k, v in outputs.items()},
+    }
+    if timings:
+        report["total_ms"] = sum(t.seconds for t in timings) * 1e3
+        report["layers"] = [{"name": t.name, "op": t.op, "ms": t.seconds * 1e3} for t in timings if t.op != "const"]
+    if args.json:
+        print(json.dumps(report, indent=2))
+        return 0
+    print(f"{args.model}: {report['nodes']} nodes on target {args.target}")
+    for name, o in report["outputs"].items():
+        print(f"  output {name}: shape {o['shape']} {o['dtype']}, mean {o['mean']:.6g}, argmax {o['argmax']}")
+    for layer in report.get("layers", []):
+        print(f"  {layer['name']:<24} {layer['op']:<18} {layer['ms']:8.3f} ms")
+    if timings:
+        print(f"  total {report['total_ms']:.3f} ms")
+    if args.save_outputs:
+        np.savez(args.save_outputs, **outputs)
+    return 0
+
+
+def _is_dir(path: str) -> bool:
+    from pathlib import Path
+
+    return Path(path).is_dir()
+
+
+def cmd_compile(args: argparse.Namespace) -> int:
+    from ..api import compile, save
+
+    exe = compile(load_model(args), target=args.target, opt_level=args.opt_level)
+    print(f"compiled for {args.target}: {len(exe.graph.nodes)} nodes")
+    for r in getattr(exe, "pass_records", []):
+        print(f"  pass {r.name:<24} {r.seconds * 1e3:7.2f} ms  {r.nodes_before} -> {r.nodes_after} nodes")
+    if args.output:
+        save(exe.graph, args.output, {"target": args.target, "opt_level": args.opt_level})
+        print(f"wrote {args.output}")
+    return 0
+
+
+def cmd_opt(args: argparse.Namespace) -> int:
+    from ..passes.manager import PassManager
+
+    graph = load_model(args)
+    names = [p for p in (args.passes or "").split(",") if p]
+    dump = ["after:all"] if args.print_after_all else []
+    manager = PassManager(names, dump=dump, dump_sink=lambda key, text: print(f"// ---- IR {key}\n{text}"))
+    out = manager.run(graph)
+    if not args.print_after_all:
+        print(out, end="")
+    return 0
+
+
+def cmd_zoo(args: argparse.Namespace) -> int:
+    from ..api import save
+    from .zoo import MODELS, build
+
+    if args.zoo_cmd == "list":
+        for name in sorted(MODELS):
+            print(name)
+        return 0
+    graph = build(args.name)
+    if args.output.endswith(".onnx"):
+        from ..frontends.onnx_export import export_onnx
+
+        export_onnx(graph, args.output)
+    else:
+        save(graph, args.output)
+    print(f"wrote {args.output}")
+    return 0
+
+
+def _not_yet(feature: str):
+    def run(args: argparse.Namespace) -> int:
+        raise LpdcError(f"'lpdc {feature}' is not available in this build of lpdc yet")
+    return run
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="lpdc", description="lpdc: a low-power DNN compiler.",
+                                epilog="exit codes: 0 success, 1 lpdc error (message names file/node), 2 usage error")
+    p.add_argument("-v", "--verbose", action="store_true", help="log debug messages")
+    p.add_argument("--quiet", action="store_true", help="only errors")
+    sub = p.add_subparsers(dest="command", required=True)
+    sub.add_parser("version", help="print the version").set_defaults(fn=cmd_version)
+
+    def model_cmd(name: str, help: str):
+        s = sub.add_parser(name, help=help)
+        s.add_argument("model", help=MODEL_HELP)
+        s.add_argument("--weights", help="Caffe .caffemodel for a .prototxt")
+        s.add_argument("--random-weights", action="store_true", help="deterministic random weights (Caffe)")
+        s.add_argument("--shape", action="append", metavar="NAME=D0,D1,...", help="input shape override")
+        return s
+
+    r = model_cmd("run", "compile a model and run it on inputs (random unless given)")
+    r.add_argument("--target", default="numpy")
+    r.add_argument("-O", "--opt-level", type=int, default=2, choices=range(4))
+    r.add_argument("--input", action="append", metavar="NAME=FILE.npy")
+    r.add_argument("--seed", type=int, default=0)
+    r.add_argument("--profile", action="store_true", help="per-layer wall times")
+    r.add_argument("--repeats", type=int, default=3)
+    r.add_argument("--json", action="store_true")
+    r.add_argument("--save-outputs", metavar="FILE.npz")
+    r.set_defaults(fn=cmd_run)
+
+    c = model_cmd("compile", "optimise a model for a target and write an artifact")
+    c.add_argument("--target", default="numpy")
+    c.add_argument("-O", "--opt-level", type=int, default=2, choices=range(4))
+    c.add_argument("-o", "--output", help="artifact directory")
+    c.set_defaults(fn=cmd_compile)
+
+    o = model_cmd("opt", "run passes on a model and print the textual IR")
+    o.add_argument("-p", "--passes", default="", help="comma-separated pass names")
+    o.add_argument("--print-after-all", action="store_true")
+    o.set_defaults(fn=cmd_opt)
+
+    z = sub.add_parser("zoo", help="built-in models with deterministic random weights")
+    zs = z.add_subparsers(dest="zoo_cmd", required=True)
+    zs.add_parser("list")
+    ze = zs.add_parser("export")
+    ze.add_argument("name")
+    ze.add_argument("-o", "--output", required=True, help="FILE.onnx or an artifact directory")
+    z.set_defaults(fn=cmd_zoo)
+
+    for name, help in (("analyze", "per-layer memory and operation counts"), ("bench", "benchmark a model"),
+                       ("quantize", "quantize a model"), ("prune", "prune a model"), ("tune", "autotune a model"),
+                       ("viz", "render the graph")):
+        model_cmd(name, help).set_defaults(fn=_not_yet(name))
+    return p
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    level = logging.DEBUG if args.verbose else logging.ERROR if args.quiet else logging.WARNING
+    logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s")
+    try:
+        return args.fn(args)
+    except LpdcError as e:
+        print(f"lpdc: error: {e}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print("lpdc: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())
