@@ -163,7 +163,7 @@ class Graph:
             self.nodes.insert(self.nodes.index(before), node)
         return node
 
-    def op(self, op: str, *inputs: Value | None, name: str | None = None, **attrs: Any) -> Value:
+    def op(self, op: str, /, *inputs: Value | None, name: str | None = None, **attrs: Any) -> Value:
         """Shorthand for a single-output node: `y = g.op("relu", x)`."""
         return self.add_node(op, inputs, attrs, name=name).outputs[0]
 

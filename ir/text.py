@@ -160,15 +160,17 @@ class _Tokens:
                               where=f"{self.source}:{line}:{col}")
 
     def expect(self, value: str) -> None:
+        start = self.i
         kind, text = self.next()
         if text != value or kind not in ("punct", "ident", "arrow"):
-            self.i -= 1
+            self.i = start
             raise self.error(f"expected {value!r}")
 
     def take(self, kind: str, what: str) -> Any:
+        start = self.i
         k, text = self.next()
         if k != kind:
-            self.i -= 1
+            self.i = start
             raise self.error(f"expected {what}")
         return text
 

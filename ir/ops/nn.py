@@ -33,6 +33,10 @@ _CONV_ATTRS = {
 }
 
 
+def _opt(ins: list[TensorType | None], i: int) -> TensorType | None:
+    return ins[i] if i < len(ins) else None
+
+
 def _acc_dtype(x: TensorType) -> str:
     """Integer convolutions accumulate in int32; floats keep their type."""
     return "i32" if x.dtype in ("i8", "u8", "i16") or x.dtype.startswith("fx") else x.dtype
@@ -52,7 +56,7 @@ def _check_epilogue(ins: list[TensorType | None], out: TensorType, attrs: dict[s
 def _conv_flops(ins: list[TensorType | None], outs: list[TensorType], attrs: dict[str, Any]) -> FlopCount:
     w = S.present(ins[1], "w")
     macs = outs[0].size * S.numel(w.shape[1:])
-    extra = outs[0].size * ((ins[2] is not None) + (len(ins) > 3 and ins[3] is not None))
+    extra = outs[0].size * ((_opt(ins, 2) is not None) + (_opt(ins, 3) is not None))
     return FlopCount(mul=macs, add=macs - outs[0].size + extra, cmp=_act_cmp(attrs, outs[0]))
 
 
@@ -116,7 +120,7 @@ def _infer_deconv(ins: list[TensorType | None], attrs: dict[str, Any]) -> list[T
 def _fc_flops(ins: list[TensorType | None], outs: list[TensorType], attrs: dict[str, Any]) -> FlopCount:
     w = S.present(ins[1], "w")
     macs = outs[0].size * w.shape[1]
-    extra = outs[0].size * ((ins[2] is not None) + (len(ins) > 3 and ins[3] is not None))
+    extra = outs[0].size * ((_opt(ins, 2) is not None) + (_opt(ins, 3) is not None))
     return FlopCount(mul=macs, add=macs - outs[0].size + extra, cmp=_act_cmp(attrs, outs[0]))
 
 
