@@ -121,4 +121,5 @@ def _verify_const(g: Graph, node: Node) -> None:
         raise LpdcGraphError(f"constant data @{param} is missing")
     data, t = g.params[param], node.outputs[0].type
     if tuple(data.shape) != t.shape or data.dtype != dtypes.to_numpy(t.dtype):
-        raise LpdcTypeError(f"constant @{param} holds {data.dtype}{list(data.shape)} but is typed {t.dtype}{list(t.shape)}")
+        raise LpdcTypeError(
+            f"constant @{param} holds {data.dtype}{list(data.shape)} but is typed {t.dtype}{list(t.shape)}")

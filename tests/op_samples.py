@@ -9,7 +9,6 @@ from __future__ import annotations
 from collections.abc import Callable
 
 import numpy as np
-
 from lpdc.ir import Graph, TensorType, Value
 
 Builder = Callable[[Graph, Value, np.random.Generator], list[Value]]
@@ -44,8 +43,8 @@ def _conv(g, x, rng):
 
 @sample("conv_transpose")
 def _deconv(g, x, rng):
-    return [g.op("conv_transpose", x, c(g, rng, (4, 3, 3, 3), "tw"), c(g, rng, (6,), "tb"), stride=[2, 2], pad=[1, 1, 0, 0],
-                 group=2, output_padding=[1, 0])]
+    return [g.op("conv_transpose", x, c(g, rng, (4, 3, 3, 3), "tw"), c(g, rng, (6,), "tb"), stride=[2, 2],
+                 pad=[1, 1, 0, 0], group=2, output_padding=[1, 0])]
 
 
 @sample("fully_connected", "gemm", "matmul", "flatten")

@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
+import lpdc
 import numpy as np
 import pytest
-
-import lpdc
 from lpdc.tools.cli import main
 
 

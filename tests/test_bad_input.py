@@ -2,13 +2,18 @@
 
 from __future__ import annotations
 
+import lpdc
 import numpy as np
 import pytest
-
-import lpdc
 from lpdc.backends.numpy import compile_numpy
-from lpdc.errors import (LpdcError, LpdcExecutionError, LpdcGraphError, LpdcTargetError, LpdcTypeError,
-                         LpdcUnsupportedError)
+from lpdc.errors import (
+    LpdcError,
+    LpdcExecutionError,
+    LpdcGraphError,
+    LpdcTargetError,
+    LpdcTypeError,
+    LpdcUnsupportedError,
+)
 from lpdc.ir import Graph, Node, TensorType
 
 

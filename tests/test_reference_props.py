@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-import numpy as np
 import naive
+import numpy as np
 from hypothesis import assume, given
 from hypothesis import strategies as st
-
 from lpdc.backends.numpy import compile_numpy
 from lpdc.ir import Graph, TensorType
 
@@ -73,7 +72,8 @@ def test_pool_equals_naive_loops(data):
     y = g.op(f"{kind}_pool", g.add_input("x", TensorType(x.shape)), kernel=list(k), stride=list(s), pad=list(pad),
              ceil_mode=ceil_mode, count_include_pad=include)
     g.set_outputs([y])
-    out_hw = (naive.pool_out(h, k[0], s[0], pad[0], pad[2], ceil_mode), naive.pool_out(w, k[1], s[1], pad[1], pad[3], ceil_mode))
+    out_hw = (naive.pool_out(h, k[0], s[0], pad[0], pad[2], ceil_mode),
+              naive.pool_out(w, k[1], s[1], pad[1], pad[3], ceil_mode))
     assert y.type.shape == (1, 2, *out_hw)
     _close(_run(g, x=x), naive.pool2d(x, kind, k, s, pad, ceil_mode, include, out_hw))
 

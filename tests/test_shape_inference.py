@@ -3,10 +3,9 @@
 from __future__ import annotations
 
 import numpy as np
-from op_samples import every_op_graph
-
 from lpdc.backends.numpy import compile_numpy
 from lpdc.ir import dtypes
+from op_samples import every_op_graph
 
 
 def test_inferred_types_match_executed_arrays_for_every_op():

@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
+import lpdc
 import numpy as np
 import pytest
-from op_samples import SAMPLES, every_op_graph
-
-import lpdc
 from lpdc.errors import LpdcParseError
 from lpdc.ir import all_ops, parse
+from op_samples import SAMPLES, every_op_graph
 
 STYLE_EXAMPLE = """graph @net(%x: f32[1,3,8,8]) -> (%y) {
   %w = const @conv1.w : f32[4,3,3,3]

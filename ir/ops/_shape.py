@@ -54,7 +54,8 @@ def window_out(size: int, k: int, stride: int, pad0: int, pad1: int, dilation: i
     require(pad0 >= 0 and pad1 >= 0, f"negative padding ({pad0}, {pad1})")
     span = dilation * (k - 1) + 1
     room = size + pad0 + pad1 - span
-    require(room >= 0, f"window of {span} (kernel {k}, dilation {dilation}) is larger than padded input {size + pad0 + pad1}")
+    require(room >= 0,
+            f"window of {span} (kernel {k}, dilation {dilation}) is larger than padded input {size + pad0 + pad1}")
     out = (-(-room // stride) if ceil_mode else room // stride) + 1
     if ceil_mode and (out - 1) * stride >= size + pad0:
         out -= 1
