@@ -1,0 +1,1 @@
+"""Selection passes: choose each node's primitive, layout and device (PBQP)."""
