@@ -14,7 +14,7 @@ from typing import Any
 import numpy as np
 
 from ..errors import LpdcError, LpdcGraphError, LpdcTypeError
-from . import dtypes
+from . import dtypes, limits
 from .registry import OpSchema, get_op
 from .types import QuantParams, TensorType
 
@@ -117,6 +117,7 @@ class Graph:
     def add_const(self, data: np.ndarray | float | int | Sequence[Any], name: str = "const", dtype: str | None = None,
                   quant: QuantParams | None = None, param: str | None = None) -> Value:
         """A constant value; its data is stored in `params` under `param` (default: the value name)."""
+        limits.check_nodes(len(self.nodes) + 1, where=f"graph @{self.name}")
         arr = np.asarray(data)
         if dtype is None:
             dtype = "f32" if arr.dtype.kind == "f" else dtypes.from_numpy(arr.dtype)
@@ -135,6 +136,7 @@ class Graph:
                  name: str | None = None, outputs: Sequence[str] | None = None,
                  before: Node | None = None, types: Sequence[TensorType] | None = None) -> Node:
         """Create a node, infer its output types (or take `types`), and insert it (at the end or before `before`)."""
+        limits.check_nodes(len(self.nodes) + 1, where=f"graph @{self.name}")
         schema = get_op(op)
         if op == "const":
             raise LpdcGraphError("use Graph.add_const for constants")

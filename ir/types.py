@@ -11,7 +11,7 @@ import math
 from dataclasses import dataclass, field
 
 from ..errors import LpdcTypeError
-from . import dtypes
+from . import dtypes, limits
 
 KNOWN_LAYOUTS = ("NCHW", "NHWC", "OIHW", "HWIO", "NC", "CN")
 
@@ -54,6 +54,7 @@ class TensorType:
         object.__setattr__(self, "shape", tuple(int(d) for d in self.shape))
         if any(d < 0 for d in self.shape):
             raise LpdcTypeError(f"negative dimension in shape {list(self.shape)}")
+        limits.check_elements(math.prod(self.shape), f"shape {list(self.shape)}")
         dtypes.check(self.dtype)
         if self.layout is not None and not _layout_ok(self.layout, len(self.shape)):
             raise LpdcTypeError(f"layout {self.layout!r} does not fit rank {len(self.shape)}")

@@ -142,3 +142,20 @@ def test_node_class_is_not_constructed_with_dangling_users():
     # Building through the graph keeps use lists right; a manual Node has none.
     n = Node("relu", "n", {})
     assert n.inputs == () and n.outputs == []
+
+
+def test_resource_limits_refuse_before_allocating():
+    from lpdc.errors import LpdcLimitError
+    from lpdc.ir.limits import override
+
+    with pytest.raises(LpdcLimitError, match="over the limit"):
+        TensorType((1 << 20, 1 << 20))  # 2**40 elements: refused, nothing allocated
+    g = Graph("g")
+    x = g.add_input("x", TensorType((1, 4)))
+    with override(max_nodes=3):
+        y = g.op("relu", x)
+        y = g.op("relu", y)
+        y = g.op("relu", y)
+        with pytest.raises(LpdcLimitError, match="4 nodes, over the limit of 3"):
+            g.op("relu", y)
+    g.op("relu", y)  # the default limit is back outside the block
