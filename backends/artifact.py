@@ -10,6 +10,7 @@ import json
 import os
 import shutil
 import tempfile
+import zipfile
 from pathlib import Path
 from typing import Any
 
@@ -62,7 +63,7 @@ def load_artifact(path: str | os.PathLike[str]) -> tuple[Graph, dict[str, Any]]:
             params = {k: npz[k] for k in npz.files}
     except FileNotFoundError as e:
         raise LpdcParseError(f"not an lpdc artifact: {Path(e.filename).name} is missing", where=str(root)) from None
-    except (ValueError, OSError, json.JSONDecodeError) as e:
+    except (ValueError, OSError, EOFError, KeyError, zipfile.BadZipFile) as e:
         raise LpdcParseError(f"corrupt artifact: {e}", where=str(root)) from None
     if meta.get("format") != FORMAT:
         raise LpdcParseError(f"unknown artifact format {meta.get('format')!r}", where=str(root))

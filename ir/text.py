@@ -22,7 +22,7 @@ from typing import Any
 import numpy as np
 
 from ..errors import LpdcError, LpdcParseError
-from . import dtypes
+from . import dtypes, limits
 from .graph import Graph, Node, Value
 from .registry import COMMON_ATTRS, get_op
 from .types import QuantParams, TensorType
@@ -138,7 +138,12 @@ class _Tokens:
                 line, col0 = line + 1, m.end()
             elif kind == "sigil":
                 ref = m.group("ref")
-                self.toks.append((m.group("sigil"), json.loads(ref) if ref.startswith('"') else ref, line, col))
+                if ref.startswith('"'):
+                    try:
+                        ref = json.loads(ref)
+                    except json.JSONDecodeError as e:
+                        raise LpdcParseError(f"bad quoted name ({e.msg})", where=f"{source}:{line}:{col}") from None
+                self.toks.append((m.group("sigil"), ref, line, col))
             elif kind != "ws":
                 self.toks.append((kind, m.group(0), line, col))
             pos = m.end()
@@ -175,12 +180,21 @@ class _Tokens:
         return text
 
 
-def _parse_value(t: _Tokens) -> Any:
+def _string(t: _Tokens, text: str) -> str:
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as e:
+        raise t.error(f"bad string literal ({e.msg})") from None
+
+
+def _parse_value(t: _Tokens, depth: int = 0) -> Any:
+    if depth > limits.current().max_depth:
+        raise t.error(f"values nested deeper than {limits.current().max_depth} levels")
     kind, text = t.next()
     if kind == "num":
         return float(text) if any(c in text for c in ".eEn") else int(text)
     if kind == "str":
-        return json.loads(text)
+        return _string(t, text)
     if kind == "ident" and text in ("true", "false", "none"):
         return {"true": True, "false": False, "none": None}[text]
     if kind == "ident":
@@ -188,7 +202,7 @@ def _parse_value(t: _Tokens) -> Any:
     if text == "[":
         items: list[Any] = []
         while not t.peek("]"):
-            items.append(_parse_value(t))
+            items.append(_parse_value(t, depth + 1))
             if not t.peek("]"):
                 t.expect(",")
         t.expect("]")
@@ -275,7 +289,7 @@ def _parse_node(t: _Tokens, g: Graph, params: dict[str, np.ndarray]) -> None:
     if t.peek("loc"):
         t.next()
         t.expect("(")
-        name = json.loads(t.take("str", "a quoted node name"))
+        name = _string(t, t.take("str", "a quoted node name"))
         t.expect(")")
     node = g.add_node(op, args, attrs, outputs=outs, types=types)
     node.name = name or node.outputs[0].name
@@ -291,7 +305,13 @@ def _parse_const(t: _Tokens, g: Graph, outs: list[str], params: dict[str, np.nda
         t.expect(">")
         t.expect(":")
         ty = _parse_type(t)
-        data = np.asarray(values, dtype=dtypes.to_numpy(ty.dtype)).reshape(ty.shape)
+        try:
+            data = np.asarray(values, dtype=dtypes.to_numpy(ty.dtype))
+        except (ValueError, TypeError, OverflowError) as e:
+            raise t.error(f"bad dense<...> values for {print_type(ty)}: {e}") from None
+        if data.ndim != 1 or data.size != ty.size:
+            raise t.error(f"dense<...> holds {data.size} values, type {print_type(ty)} needs {ty.size}")
+        data = data.reshape(ty.shape)
         param = outs[0]
     else:
         param = t.take("@", "@param or dense<...>")
