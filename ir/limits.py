@@ -22,19 +22,20 @@ class Limits:
     max_depth: int = 100  # nesting depth of structured input (prototxt blocks, JSON)
 
 
-_CURRENT: ContextVar[Limits] = ContextVar("lpdc_limits", default=Limits())
+_DEFAULT = Limits()
+_CURRENT: ContextVar[Limits | None] = ContextVar("lpdc_limits", default=None)
 
 
 def current() -> Limits:
-    return _CURRENT.get()
+    return _CURRENT.get() or _DEFAULT
 
 
 @contextmanager
 def override(**changes: int) -> Iterator[Limits]:
     """Use other limits inside a `with` block: `with override(max_elements=2**20): ...`."""
-    token = _CURRENT.set(replace(_CURRENT.get(), **changes))
+    token = _CURRENT.set(replace(current(), **changes))
     try:
-        yield _CURRENT.get()
+        yield current()
     finally:
         _CURRENT.reset(token)
 

@@ -9,15 +9,14 @@ import sys
 import time
 from pathlib import Path
 
+import lpdc
 import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from op_samples import every_op_graph
-
-import lpdc
 from lpdc.errors import LpdcError
 from lpdc.ir import parse
+from op_samples import every_op_graph
 
 BASE = every_op_graph()
 TEXT = str(BASE)
@@ -73,7 +72,8 @@ def _corrupt_artifacts(tmp: Path) -> list[tuple[str, Path]]:
         ("missing-graph", lambda d: (d / "graph.lpir").unlink()),
         ("truncated-graph", lambda d: (d / "graph.lpir").write_text((d / "graph.lpir").read_text()[:300])),
         ("truncated-params", lambda d: (d / "params.npz").write_bytes((d / "params.npz").read_bytes()[:100])),
-        ("pickled-params", lambda d: np.savez(d / "params.npz", **{k: np.array([None], dtype=object) for k in g.params})),
+        ("pickled-params",
+         lambda d: np.savez(d / "params.npz", **{k: np.array([None], dtype=object) for k in g.params})),
         ("bad-meta", lambda d: (d / "meta.json").write_text("{not json")),
         ("wrong-format", lambda d: (d / "meta.json").write_text('{"format": "other"}')),
         ("wrong-weight-shape", lambda d: np.savez(d / "params.npz", **{k: np.zeros(3, np.float32) for k in g.params})),
