@@ -45,3 +45,7 @@ def tiny_cnn(seed: int = 0, batch: int = 1) -> Graph:
     x = b.g.op("flatten", x, name="flatten")
     x = b.fc(x, 10)
     return b.finish(b.g.op("softmax", x, name="prob", axis=1))
+
+
+# The standard architectures register themselves through @model when imported.
+from . import zoo_models, zoo_ssd  # noqa: E402,F401
