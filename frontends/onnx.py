@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import difflib
 import logging
+import math
 import os
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -21,12 +22,12 @@ from typing import Any
 import numpy as np
 
 from ..errors import LpdcError, LpdcGraphError, LpdcParseError, LpdcUnsupportedError
-from ..ir import Graph, TensorType, Value
+from ..ir import Graph, TensorType, Value, dtypes, limits
 from . import onnx_ops, onnx_ops_nn, onnx_ops_quant, onnx_ops_shape  # noqa: F401  (registers converters)
+from .finite import count_nonfinite, warn_nonfinite
 from .onnx_context import CONVERTERS, Ctx
 from .onnx_ops_quant import input_quant
 from .onnx_tensors import (
-    DEFAULT_MAX_ELEMENTS,
     check_elements,
     check_model_header,
     ir_dtype,
@@ -40,20 +41,23 @@ MIN_OPSET = 7
 
 
 def load_onnx(path: str | os.PathLike[str], shapes: Mapping[str, Sequence[int]] | None = None,
-              max_elements: int = DEFAULT_MAX_ELEMENTS, **_: Any) -> Graph:
-    """Load an ONNX file into the IR (`shapes` fixes symbolic input dimensions by input name)."""
+              max_elements: int | None = None, **_: Any) -> Graph:
+    """Load an ONNX file into the IR (`shapes` fixes symbolic input dimensions by input name).
+    `max_elements` defaults to the current `lpdc.ir.limits` (as do the node and weight-byte limits)."""
     p = Path(path)
     model = read_model(p)
     return convert_model(model, source=str(p), base_dir=p.parent, shapes=shapes, max_elements=max_elements)
 
 
 def convert_model(model: Any, *, source: str = "<onnx model>", base_dir: Path | None = None,
-                  shapes: Mapping[str, Sequence[int]] | None = None, max_elements: int = DEFAULT_MAX_ELEMENTS,
+                  shapes: Mapping[str, Sequence[int]] | None = None, max_elements: int | None = None,
                   constants: Mapping[str, np.ndarray] | None = None) -> Graph:
     """Convert an in-memory ModelProto. `constants` turns the named graph inputs into constants."""
     check_model_header(model, source)
     opset = _opset(model, source)
     graph = model.graph
+    max_elements = limits.current().max_elements if max_elements is None else int(max_elements)
+    _check_declared_size(graph, max_elements, source)
     g = Graph(graph.name or "main")
     values: dict[str, Value] = {}
     _add_initializers(g, graph, values, base_dir, max_elements, source)
@@ -87,11 +91,28 @@ def _opset(model: Any, source: str) -> int:
     return v
 
 
+def _check_declared_size(graph: Any, max_elements: int, source: str) -> None:
+    """Refuse a model whose node count or total initializer bytes is over the limits, from the
+    declared dims alone (before any tensor is decoded or allocated)."""
+    limits.check_nodes(len(graph.node) + len(graph.initializer), where=source)
+    total = 0
+    for t in graph.initializer:
+        dims = [int(d) for d in t.dims]
+        check_elements(dims, max_elements, f"tensor '{t.name}'", source)
+        dtype = ir_dtype(t.data_type, f"{source}: tensor '{t.name}'")
+        total += math.prod(dims) * dtypes.itemsize(dtype)
+    limits.check_weight_bytes(total, where=source)
+
+
 def _add_initializers(g: Graph, graph: Any, values: dict[str, Value], base_dir: Path | None, max_elements: int,
                       source: str) -> None:
+    bad: list[tuple[str, int]] = []
     for t in graph.initializer:
         arr = tensor_to_array(t, base_dir, max_elements, source)
+        if count_nonfinite(arr):
+            bad.append((t.name, count_nonfinite(arr)))
         values[t.name] = g.add_const(arr, t.name or "init", ir_dtype(t.data_type, source))
+    warn_nonfinite(bad, source, stacklevel=5)
     for t in graph.sparse_initializer:
         raise LpdcUnsupportedError(f"sparse initializer '{t.values.name}' is not supported", where=source)
 

@@ -8,6 +8,7 @@ role: He-uniform weights, small biases, positive BatchNorm variances.
 
 from __future__ import annotations
 
+import math
 import warnings
 import zlib
 from dataclasses import dataclass, field
@@ -16,6 +17,8 @@ from typing import Any
 import numpy as np
 
 from ...errors import LpdcParseError, LpdcTypeError
+from ...ir import limits
+from ..finite import count_nonfinite, warn_nonfinite
 from .reader import CaffeLayerBlobs
 
 # Random BatchNorm blobs store statistics times this factor, as Caffe's moving averages do, so
@@ -44,11 +47,14 @@ class WeightSource:
     record: bool = False
     issued: dict[str, list[np.ndarray]] = field(default_factory=dict)
     randomised: list[str] = field(default_factory=list)
+    nonfinite: list[tuple[str, int]] = field(default_factory=list)
+    total_bytes: int = 0
 
     def blobs(self, layer: Any, specs: list[BlobSpec], where: str) -> list[np.ndarray]:
         """The blobs of `layer` in Caffe layout, checked against `specs`."""
         if not specs:
             return []
+        self._check_sizes(specs, where)
         stored = self.caffemodel.get(layer.name) if self.caffemodel is not None else None
         if stored is not None and stored.blobs:
             arrays = self._checked(layer, stored.blobs, specs)
@@ -66,6 +72,16 @@ class WeightSource:
             self.issued[layer.name] = arrays
         return arrays
 
+    def _check_sizes(self, specs: list[BlobSpec], where: str) -> None:
+        """Element and total weight-byte limits on the blobs the prototxt asks for, before any is
+        generated (a hostile prototxt can declare a petabyte InnerProduct)."""
+        for s in specs:
+            if any(d < 0 for d in s.shape):
+                raise LpdcParseError(f"{s.role} blob would have a negative dimension {list(s.shape)}", where=where)
+            limits.check_elements(math.prod(s.shape), f"{s.role} blob {list(s.shape)}", where=where)
+            self.total_bytes += 4 * math.prod(s.shape)
+        limits.check_weight_bytes(self.total_bytes, where=where)
+
     def _checked(self, layer: Any, blobs: list[np.ndarray], specs: list[BlobSpec]) -> list[np.ndarray]:
         where = f"{self.weights_name}: layer '{layer.name}' ({layer.type})"
         if len(blobs) != len(specs):
@@ -79,6 +95,8 @@ class WeightSource:
                                     f"caffemodel, the prototxt needs {list(s.shape)} ({int(np.prod(s.shape))} values)",
                                     where=where)
             out.append(np.ascontiguousarray(b.reshape(s.shape), np.float32))
+            if count_nonfinite(out[-1]):
+                self.nonfinite.append((f"{layer.name}/{i}", count_nonfinite(out[-1])))
         return out
 
     def _random(self, layer: Any, index: int, spec: BlobSpec) -> np.ndarray:
@@ -88,7 +106,9 @@ class WeightSource:
         return np.asarray(random_blob(rng, spec), np.float32)
 
     def report(self) -> None:
-        """Warn once about layers that got random values although a caffemodel was given."""
+        """Warn once about layers that got random values although a caffemodel was given, and once
+        about NaN/inf blobs (accepted: see frontends/finite.py)."""
+        warn_nonfinite(self.nonfinite, self.weights_name, stacklevel=4)
         if self.randomised:
             names = ", ".join(self.randomised[:5]) + (" ..." if len(self.randomised) > 5 else "")
             warnings.warn(f"{self.weights_name}: {len(self.randomised)} layer(s) have no weights there and got "

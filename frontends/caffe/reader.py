@@ -9,6 +9,7 @@ view of NetParameter (see caffe.proto), in V2 (`layer`, field 100), V1 (`layers`
 
 from __future__ import annotations
 
+import math
 import re
 import warnings
 from dataclasses import dataclass, field
@@ -19,7 +20,8 @@ import numpy as np
 from google.protobuf import message as pb_message
 from google.protobuf import text_format
 
-from ...errors import LpdcParseError
+from ...errors import LpdcLimitError, LpdcParseError
+from ...ir import limits
 from .schema import message_class, new
 from .tables import V0_TO_V1, V1_TO_V2
 
@@ -45,6 +47,7 @@ def read_prototxt(path: str | Path) -> Any:
 
 def parse_prototxt(text: str, source: str = "<prototxt>") -> Any:
     """Parse prototxt text into a `caffe.NetParameter` (errors name `source`, line and column)."""
+    prescan_prototxt(text, source)
     net = new("NetParameter")
     try:
         text_format.Parse(text, net)
@@ -67,6 +70,30 @@ def parse_prototxt(text: str, source: str = "<prototxt>") -> Any:
         raise LpdcParseError(f"malformed prototxt: {msg}{_near_layer(text, line)}",
                              where=f"{source}:{line}:{col}") from None
     return net
+
+
+_LAYER_OPEN = re.compile(r"\b(layers?)\s*:?\s*[{<]")
+_BRACE = re.compile(r"[{}<>]")
+
+
+def prescan_prototxt(text: str, source: str) -> None:
+    """Refuse, before protobuf's parser runs, text with more layer blocks than `max_nodes` (parsing
+    10^6 layers would take minutes and gigabytes) or blocks nested deeper than `max_depth` (the
+    text parser recurses per level and would overflow Python's stack)."""
+    lim = limits.current()
+    counts = {"layer": 0, "layers": 0}
+    for m in _LAYER_OPEN.finditer(text):
+        counts[m.group(1)] += 1
+        if max(counts.values()) > lim.max_nodes:  # V0 nets nest `layer` in `layers`: one per layer
+            raise LpdcLimitError(f"more than {lim.max_nodes} layer blocks, over the node limit (raise max_nodes "
+                                 "to allow)", where=source)
+    depth = 0
+    for m in _BRACE.finditer(text):
+        depth += 1 if m.group() in "{<" else -1
+        if depth > lim.max_depth:
+            line = text.count("\n", 0, m.start()) + 1
+            raise LpdcLimitError(f"blocks nested deeper than {lim.max_depth} levels (raise max_depth to allow)",
+                                 where=f"{source}:{line}")
 
 
 def _location(e: text_format.ParseError) -> tuple[int, int, str]:
@@ -95,6 +122,8 @@ def read_caffemodel(path: str | Path) -> dict[str, CaffeLayerBlobs]:
     """The blobs of every layer of a binary caffemodel (V2, V1 or V0 layers), keyed by layer name."""
     p = Path(path)
     try:
+        # A caffemodel is its weights plus layer definitions; float64 blobs take twice the bytes.
+        limits.check_weight_bytes(p.stat().st_size // 2, where=str(p))
         data = p.read_bytes()
     except OSError as e:
         raise LpdcParseError(f"cannot read the caffemodel: {e}", where=str(p)) from None
@@ -103,8 +132,10 @@ def read_caffemodel(path: str | Path) -> dict[str, CaffeLayerBlobs]:
     except pb_message.DecodeError:
         raise LpdcParseError(f"truncated or corrupt caffemodel ({len(data)} bytes): not a binary Caffe "
                              "NetParameter", where=str(p)) from None
+    layers = _layers(net)
+    _check_declared_size(layers, str(p))
     out: dict[str, CaffeLayerBlobs] = {}
-    for name, type_, blobs in _layers(net):
+    for name, type_, blobs in layers:
         arrays = [blob_array(b, f"{p}: layer '{name}' blob {i}") for i, b in enumerate(blobs)]
         if name in out and out[name].blobs and arrays:
             warnings.warn(f"{p}: layer name '{name}' appears twice; using its first blobs", stacklevel=2)
@@ -129,6 +160,21 @@ def _layers(net: Any) -> list[tuple[str, str, list[Any]]]:
     return found
 
 
+def _check_declared_size(layers: list[tuple[str, str, list[Any]]], where: str) -> None:
+    """Node count and total float32 weight bytes from the declared blob shapes, before decoding."""
+    limits.check_nodes(len(layers), where=where)
+    total = 0
+    for name, _, blobs in layers:
+        for i, b in enumerate(blobs):
+            shape = blob_shape(b)
+            if any(d < 0 for d in shape):
+                raise LpdcParseError(f"blob has a negative dimension {list(shape)}", where=f"{where}: layer '{name}' "
+                                     f"blob {i}")
+            limits.check_elements(math.prod(shape), f"blob {i} of layer '{name}'", where=where)
+            total += 4 * math.prod(shape)
+    limits.check_weight_bytes(total, where=where)
+
+
 def blob_shape(blob: Any) -> tuple[int, ...]:
     """A BlobProto's shape: the N-D `shape`, else legacy (num, channels, height, width)."""
     if blob.HasField("shape"):
@@ -141,7 +187,7 @@ def blob_shape(blob: Any) -> tuple[int, ...]:
 def blob_array(blob: Any, where: str) -> np.ndarray:
     """The values of a BlobBytes (or BlobProto) as a float32 array in the blob's own shape."""
     shape = blob_shape(blob)
-    want = int(np.prod(shape, dtype=np.int64)) if shape else None
+    want = math.prod(shape) if shape else None  # exact: np.prod would wrap around on huge dims
     values = _packed_values(blob)
     if values.size == 0 or (want is not None and values.size != want):
         unpacked = _unpacked_values(blob, where)  # elements written one by one, not packed
