@@ -78,6 +78,10 @@ def _backend_for(tgt: Target):
         from .backends.numpy import compile_numpy
 
         return lambda g, t, **kw: compile_numpy(g)
+    if tgt.backends == {"tvm"}:
+        from .backends.tvm import compile_tvm
+
+        return lambda g, t, **kw: compile_tvm(g, t, **kw)
     missing = sorted(tgt.backends - {"numpy"})
     raise LpdcTargetError(f"target {tgt.name!r} needs the {', '.join(missing)} backend, which this build of lpdc "
                           "does not provide yet; use target='numpy'")

@@ -1,0 +1,53 @@
+"""The TVM backend: lpdc IR -> TE computes + project schedules -> one TVM library per graph.
+
+`compile_tvm(graph, target)` returns a TvmExecutable for x86 (runs here), a72 / a53 / a72+a53
+(AArch64 cross-compiled; artifacts only) or cuda (CUDA source; artifacts only). TVM itself is
+imported only when this function is called, so `import lpdc` stays fast.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from typing import Any
+
+from ...errors import LpdcTargetError
+from ...ir import Graph
+from ..target import Target
+
+log = logging.getLogger(__name__)
+
+
+def tvm_device(tgt: Target) -> str:
+    """The single build device for a target: a72+a53 builds one Cortex-A53 library (the A53's
+    ISA is a subset of the A72's, so the same code runs on both clusters)."""
+    names = [d.name for d in tgt.devices]
+    if set(names) == {"a72", "a53"}:
+        return "a53"
+    if len(names) != 1 or names[0] not in ("x86", "a72", "a53", "cuda"):
+        raise LpdcTargetError(f"the TVM backend builds for x86, a72, a53, a72+a53 or cuda, not {tgt.name!r}",
+                              where=tgt.name)
+    return names[0]
+
+
+def compile_tvm(graph: Graph, target: str | Target = "x86", knobs: dict[str, Any] | None = None, **options: Any):
+    """Lower, schedule and build `graph` (already optimised) for a TVM target.
+
+    `knobs` maps conv node names to schedules.x86_conv.ConvKnobs (register tile, padding) that
+    replace the defaults chosen from the layer's shape.
+    """
+    from .build import build_module, plan_graph
+    from .executable import TvmExecutable
+    from .target import tvm_target
+
+    tgt = Target(target)
+    tt = tvm_target(tvm_device(tgt))
+    t0 = time.perf_counter()
+    plan = plan_graph(graph, tt, knobs)
+    lib = build_module(plan, tt)
+    seconds = time.perf_counter() - t0
+    if plan.fallbacks:
+        log.info("%d nodes run on the NumPy reference kernels: %s", len(plan.fallbacks), sorted(plan.fallbacks))
+    exe = TvmExecutable(graph, plan, lib, tgt.name, tt.runs_here, seconds)
+    exe.tvm_target = tt
+    return exe

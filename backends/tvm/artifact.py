@@ -1,0 +1,105 @@
+"""TVM build outputs on disk: the library files a target produces, and artifacts that carry them.
+
+- x86: `tvm/lib.so` (loadable here; `lpdc run DIR` executes it).
+- a72 / a53: `tvm/lib.o` (AArch64 object, always) and `tvm/lib.so` when the Debian cross gcc
+  `aarch64-linux-gnu-gcc` is installed (it is optional).
+- cuda: `tvm/kernels.cu` (CUDA C source) and `tvm/kernels.ptx` when nvcc is installed.
+
+The artifact's graph is the optimised graph; loading re-plans it (deterministic: the same
+kernel names and packed weights) and binds the stored library instead of rebuilding.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import shutil
+import subprocess
+import tempfile
+from pathlib import Path
+from typing import Any
+
+from ...errors import LpdcExecutionError, LpdcTargetError
+from ..artifact import load_artifact, save_artifact
+
+log = logging.getLogger(__name__)
+
+CROSS_GCC = "aarch64-linux-gnu-gcc"
+
+
+def library_files(exe: Any) -> dict[str, bytes]:
+    """The files (name -> bytes) that hold `exe`'s compiled kernels for its target."""
+    tt = exe.tvm_target
+    with tempfile.TemporaryDirectory(prefix="lpdc_tvm_") as tmp:
+        d = Path(tmp)
+        if tt.name == "x86":
+            exe.lib.export_library(str(d / "lib.so"))
+        elif tt.kind == "cpu":
+            exe.lib.mod.write_to_file(str(d / "lib.o"))
+            if shutil.which(CROSS_GCC):
+                from tvm.support import cc
+
+                exe.lib.export_library(str(d / "lib.so"), fcompile=cc.cross_compiler(CROSS_GCC))
+        else:
+            src = cuda_source(exe)
+            (d / "kernels.cu").write_text(src)
+            if shutil.which("nvcc"):
+                compile_ptx(d / "kernels.cu", d / "kernels.ptx", tt.spec.get("arch", "sm_80"))
+        return {f"tvm/{p.name}": p.read_bytes() for p in sorted(d.iterdir())}
+
+
+def cuda_source(exe: Any) -> str:
+    """The generated CUDA C of a cuda build (the device module imported by the host module)."""
+    mods = list(exe.lib.mod.imports)
+    if not mods:
+        raise LpdcTargetError("the cuda build has no device module", where=exe.target_name)
+    return mods[0].inspect_source("cuda")
+
+
+def compile_ptx(src: Path, dest: Path, arch: str) -> None:
+    """nvcc -ptx (raises LpdcTargetError with nvcc's message when it rejects the source)."""
+    r = subprocess.run(["nvcc", "-ptx", f"-arch={arch}", str(src), "-o", str(dest)], capture_output=True, text=True,
+                       timeout=300, check=False)
+    if r.returncode != 0:
+        raise LpdcTargetError(f"nvcc rejected the generated CUDA source: {r.stderr.strip()[-2000:]}", where=str(src))
+
+
+def save_tvm_artifact(exe: Any, path: str | os.PathLike[str], meta: dict[str, Any] | None = None) -> Path:
+    """Write the optimised graph, its weights and the compiled library as one artifact directory."""
+    info = {"backend": "tvm", "target": exe.target_name, "fallbacks": exe.fallbacks,
+            "kernels": sorted(exe.plan.kernels), **(meta or {})}
+    return save_artifact(exe.graph, path, info, library_files(exe))
+
+
+def is_tvm_artifact(path: str | os.PathLike[str]) -> bool:
+    p = Path(path)
+    return (p / "tvm").is_dir() and (p / "meta.json").exists()
+
+
+def load_tvm_artifact(path: str | os.PathLike[str]) -> Any:
+    """A TvmExecutable bound to the artifact's stored x86 library (no rebuild)."""
+    import tvm
+
+    from ..target import Target
+    from . import tvm_device
+    from .build import plan_graph
+    from .executable import TvmExecutable
+    from .target import tvm_target
+
+    root = Path(path)
+    graph, meta = load_artifact(root)
+    tgt = Target(meta.get("target", "x86"))
+    tt = tvm_target(tvm_device(tgt))
+    lib_path = root / "tvm" / "lib.so"
+    if not tt.runs_here:
+        raise LpdcTargetError(f"artifact built for {tgt.name!r}: it runs on that device, not here", where=str(root))
+    if not lib_path.exists():
+        raise LpdcExecutionError("TVM artifact has no tvm/lib.so", where=str(root))
+    plan = plan_graph(graph, tt)
+    missing = sorted(set(plan.kernels) - set(meta.get("kernels", plan.kernels)))
+    if missing:
+        raise LpdcExecutionError(f"artifact library lacks kernels {missing[:3]} (built by another lpdc version?)",
+                                 where=str(root))
+    exe = TvmExecutable(graph, plan, tvm.runtime.load_module(str(lib_path)), tgt.name, True)
+    exe.tvm_target = tt
+    return exe

@@ -1,0 +1,110 @@
+"""Plan a graph into TVM kernels and NumPy fallbacks, schedule the kernels, build one module.
+
+Every node becomes a `Step`: a call of one function of the built library (identical kernels,
+e.g. repeated ResNet blocks, share one function) or, where lower.py has no kernel, the NumPy
+reference kernel (the reason is recorded). Weights are packed once here and bound as arguments.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from ...errors import LpdcUnsupportedError
+from ...ir import Graph, Node, Value
+from .lower import Lowered, lower_node
+from .target import TvmTarget
+
+log = logging.getLogger(__name__)
+
+# Ops that only carry data through; the fallback handles them at no real cost.
+_SKIP = ("const",)
+
+
+@dataclass
+class Step:
+    """One node at run time: `func` in the library, or None for the NumPy reference kernel."""
+
+    node: Node
+    func: str | None
+    args: list[Value | np.ndarray] = field(default_factory=list)
+    reason: str = ""
+
+
+@dataclass
+class Plan:
+    steps: list[Step]
+    kernels: dict[str, Lowered]  # function name -> lowered kernel (one per distinct key)
+
+    @property
+    def fallbacks(self) -> dict[str, str]:
+        """node name -> why it runs on NumPy."""
+        return {s.node.name: s.reason for s in self.steps if s.func is None and s.node.op not in _SKIP}
+
+
+def plan_graph(g: Graph, tt: TvmTarget, knobs: dict[str, Any] | None = None) -> Plan:
+    """Lower every node it can; identical kernels get one function. `knobs`: node name ->
+    ConvKnobs overriding that conv's default register tile (the tuning hook)."""
+    steps: list[Step] = []
+    kernels: dict[str, Lowered] = {}
+    by_key: dict[tuple, str] = {}
+    for node in g.nodes:
+        if node.op in _SKIP:
+            continue
+        try:
+            low = lower_node(node, g, max(tt.vec, 4), (knobs or {}).get(node.name), tt.registers)
+        except LpdcUnsupportedError as e:
+            steps.append(Step(node, None, reason=e.message if hasattr(e, "message") else str(e)))
+            continue
+        name = by_key.get(low.key)
+        if name is None:
+            name = f"k{len(kernels)}_{node.op}_{re.sub(r'[^A-Za-z0-9_]', '_', node.name)[:40]}"
+            by_key[low.key] = name
+            kernels[name] = low
+        steps.append(Step(node, name, low.args))
+    return Plan(steps, kernels)
+
+
+def build_module(plan: Plan, tt: TvmTarget) -> Any:
+    """Schedule every kernel for `tt` and compile them into one TVM Executable."""
+    import tvm
+    from tvm import te
+
+    t0 = time.perf_counter()
+    funcs = {}
+    for name, low in plan.kernels.items():
+        f = te.create_prim_func(low.tensors).with_attr("global_symbol", name)
+        funcs[name] = _schedule_cpu(f, low, tt) if tt.kind == "cpu" else f
+    mod = tvm.IRModule(funcs)
+    target = tt.tvm()
+    if tt.kind == "gpu":
+        from .schedules.generic import schedule_gpu
+
+        mod = schedule_gpu(mod, target)
+    ex = tvm.compile(mod, target=target)
+    log.info("built %d TVM kernels for %s in %.1f s", len(funcs), tt.name, time.perf_counter() - t0)
+    return ex
+
+
+def _schedule_cpu(f: Any, low: Lowered, tt: TvmTarget) -> Any:
+    from tvm import s_tir
+
+    from .schedules.generic import schedule_generic_cpu
+    from .schedules.x86_conv import schedule_conv, schedule_depthwise, schedule_fc
+
+    sch = s_tir.Schedule(f)
+    vec = max(tt.vec, 4)
+    if low.schedule == "conv":
+        schedule_conv(sch, low.info["shape"], low.info["knobs"])
+    elif low.schedule == "depthwise":
+        schedule_depthwise(sch, low.info["shape"], vec)
+    elif low.schedule == "fc":
+        schedule_fc(sch, low.info["kb"], vec)
+    else:
+        schedule_generic_cpu(sch, vec)
+    return sch.mod["main"].with_attr("global_symbol", f.attrs["global_symbol"])

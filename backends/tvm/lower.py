@@ -1,0 +1,141 @@
+"""Lower one IR node to a TVM kernel: its TE compute, how to schedule it, and its arguments.
+
+`lower_node` returns a `Lowered` (placeholders + output in argument order, the arguments as
+graph values or bound constants, and a schedule kind) or raises LpdcUnsupportedError, in which
+case the planner runs the node on the NumPy reference kernel instead. 4-D activations are NHWC
+on the TVM side; `in_layouts` says which layout each value argument must arrive in.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from ...errors import LpdcUnsupportedError
+from ...ir import Graph, Node, Value
+from ...ir.ops._shape import pads4, pair
+from . import compute as C
+from .lower_simple import SIMPLE
+
+
+@dataclass
+class Lowered:
+    """One node as a TVM kernel. `args` are Values (runtime data) or ndarrays (bound weights)."""
+
+    tensors: list[Any]  # te placeholders then the output, in call order
+    args: list[Value | np.ndarray]  # one per placeholder
+    schedule: str  # "conv" | "depthwise" | "fc" | "generic"
+    key: tuple  # equal keys = identical kernels (shared between nodes)
+    info: dict[str, Any] = field(default_factory=dict)  # shape + knobs for the schedule
+
+
+def is_act4(v: Value | None) -> bool:
+    return v is not None and v.type.rank == 4 and v.type.layout in (None, "NCHW")
+
+
+def nhwc_shape(v: Value) -> tuple[int, ...]:
+    """The shape the TVM side stores `v` in (NHWC for 4-D activations)."""
+    s = tuple(int(d) for d in v.type.shape)
+    return (s[0], s[2], s[3], s[1]) if is_act4(v) else s
+
+
+def _require(cond: bool, why: str) -> None:
+    if not cond:
+        raise LpdcUnsupportedError(why)
+
+
+def _f32(node: Node) -> None:
+    for v in (*node.inputs, *node.outputs):
+        _require(v is None or (v.type.dtype == "f32" and v.type.quant is None), "only f32 graphs have TVM kernels")
+
+
+def _epilogue(node: Node, g: Graph, channels: int) -> tuple[dict[str, Any], list[Value | np.ndarray]]:
+    """Epilogue flags + its extra arguments (bias, residual, slope) in compute.py's order."""
+    a, ins = node.attrs, list(node.inputs) + [None, None, None]
+    epi = {"activation": a.get("activation", "none"), "alpha": float(a.get("act_alpha", 0.0)),
+           "beta": float(a.get("act_beta", 0.0)), "channels": channels}
+    extra: list[Value | np.ndarray] = []
+    if ins[2] is not None:
+        b = g.const_data(ins[2])
+        _require(b is not None and b.size == channels, "bias must be a per-channel constant")
+        epi["bias"] = True
+        extra.append(np.ascontiguousarray(b.reshape(-1), np.float32))
+    if ins[3] is not None:
+        epi["residual"] = True
+        extra.append(ins[3])
+    if epi["activation"] == "prelu":
+        s = g.const_data(ins[4])
+        _require(s is not None and s.size in (1, channels), "prelu slope must be a constant per channel")
+        extra.append(np.ascontiguousarray(np.broadcast_to(s.reshape(-1), (channels,)), np.float32))
+    return epi, extra
+
+
+def _lower_conv(node: Node, g: Graph, vec: int, knobs: Any = None, registers: int = 32) -> Lowered:
+    from .schedules.x86_conv import check_knobs, default_conv_knobs
+
+    x, wv = node.inputs[0], node.inputs[1]
+    _require(is_act4(x) and is_act4(node.output), "conv needs NCHW 4-D activations")
+    w = g.const_data(wv)
+    _require(w is not None, "conv weights must be constant")
+    a = node.attrs
+    n, c, h, wd = x.type.shape
+    k, _, kh, kw = w.shape
+    oh, ow = node.output.type.shape[2:]
+    s = C.ConvShape(n, h, wd, c, k, kh, kw, oh, ow, pair(a["stride"], "stride"), tuple(pads4(a["pad"])),
+                    pair(a["dilation"], "dilation"), a["group"])
+    epi, extra = _epilogue(node, g, k)
+    if s.group == c == k and w.shape[1] == 1:
+        from .schedules.x86_conv import depthwise_ow_tile
+
+        owt = depthwise_ow_tile(s)
+        tensors, _ = C.depthwise_nhwc(s, epi, -(-s.ow // owt) * owt)
+        return Lowered(tensors, [x, C.pack_depthwise_weight(w), *extra], "depthwise",
+                       ("dw", s, _epi_key(epi)), {"shape": s})
+    kn = default_conv_knobs(s, vec, registers) if knobs is None else check_knobs(s, knobs, where=node.name)
+    tensors, _ = C.conv_nhwc(s, kn.oc_tile, epi, kn.kp, kn.owp)
+    return Lowered(tensors, [x, C.pack_conv_weight(w, kn.oc_tile, kn.kp), *extra], "conv",
+                   ("conv", s, kn, _epi_key(epi)), {"shape": s, "knobs": kn})
+
+
+def _lower_fc(node: Node, g: Graph, vec: int) -> Lowered:
+    x, wv = node.inputs[0], node.inputs[1]
+    w = g.const_data(wv)
+    _require(w is not None and w.ndim == 2, "fully_connected weights must be a constant matrix")
+    axis = node.attrs["axis"] % max(x.type.rank, 1)
+    m, kdim = int(np.prod(x.type.shape[:axis])), int(np.prod(x.type.shape[axis:]))
+    _require(node.output.type.rank == 2 and w.shape[1] == kdim, "fully_connected must produce a matrix")
+    if is_act4(x):
+        _require(axis == 1, "a 4-D fully_connected input must be flattened from axis 1")
+        _, c, h, wd = x.type.shape
+        # The input arrives NHWC: permute the weight columns from CHW to HWC order instead.
+        w = w.reshape(-1, c, h, wd).transpose(0, 2, 3, 1).reshape(w.shape[0], kdim)
+    nout = w.shape[0]
+    kb = max(d for d in range(1, vec + 1) if nout % d == 0)
+    epi, extra = _epilogue(node, g, nout)
+    tensors, _ = C.fully_connected(nhwc_shape(x), m, kdim, kb, epi)
+    return Lowered(tensors, [x, C.pack_fc_weight(w, kb), *extra], "fc",
+                   ("fc", nhwc_shape(x), m, kdim, nout, kb, _epi_key(epi)), {"kb": kb})
+
+
+def _epi_key(epi: dict[str, Any]) -> tuple:
+    return tuple(sorted(epi.items()))
+
+
+LOWERINGS: dict[str, Callable[[Node, Graph, int], Lowered]] = {"fully_connected": _lower_fc}
+
+
+def lower_node(node: Node, g: Graph, vec: int, knobs: Any = None, registers: int = 32) -> Lowered:
+    """The TVM kernel for `node`, or LpdcUnsupportedError (the caller falls back to NumPy).
+
+    `knobs` (a schedules.x86_conv.ConvKnobs) replaces a conv's default register tile.
+    """
+    _f32(node)
+    if node.op == "conv":
+        return _lower_conv(node, g, vec, knobs, registers)
+    fn = LOWERINGS.get(node.op) or SIMPLE.get(node.op)
+    if fn is None:
+        raise LpdcUnsupportedError(f"no TVM kernel for op '{node.op}'")
+    return fn(node, g, vec)
