@@ -50,6 +50,19 @@ class Selection:
         return self.entries[key_of(node)]
 
 
+# A sparse primitive must beat the dense ones by this factor to be chosen: its irregular access
+# makes its timings noisier, and a near-tie is not worth a format conversion (sparsify/).
+SPARSE_MARGIN = 1.15
+
+
+def sparse_margin(choices: list[Choice]) -> np.ndarray:
+    """Per choice: SPARSE_MARGIN for sparse-family primitives, 1 for the others."""
+    from ...backends.numpy.primitives import PRIMITIVES
+
+    return np.array([SPARSE_MARGIN if c.primitive in PRIMITIVES and PRIMITIVES[c.primitive].family == "sparse"
+                     else 1.0 for c in choices])
+
+
 def key_of(node: Node) -> str:
     """PBQP node key: the name of the node's first output (value names are unique)."""
     return node.outputs[0].name
@@ -70,6 +83,7 @@ def build_problem(graph: Graph, pricer: Pricer, only: Collection[str] | None = N
             continue
         choices = node_choices(node, graph, only, max_workspace, pin_default=node in pinned)
         costs, origin = pricer.node_costs(node, graph, choices)
+        costs = costs * sparse_margin(choices)
         key = key_of(node)
         entries[key] = Entry(node, key, choices, costs, origin, np.zeros(len(choices)), data_inputs(node))
     problem = PBQPProblem()

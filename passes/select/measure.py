@@ -47,18 +47,19 @@ def cpu_clock() -> Clock:
 
 def time_call(fn: Callable[[], object], budget_s: float = DEFAULT_BUDGET_S,
               max_repeats: int = DEFAULT_MAX_REPEATS, clock: Clock = time.perf_counter) -> float:
-    """Seconds of the fastest of a few timed calls of `fn` after one warm-up call."""
-    t0 = clock()
+    """Seconds of the fastest of a few timed calls of `fn` after one warm-up call.
+
+    Whether a layer is slow is judged on the first timed call, not the warm-up: the warm-up
+    includes one-time weight packing (a CSR copy of a large pruned layer takes far longer than
+    a multiplication with it), and a single noisy sample would then decide the layer's cost."""
     fn()
-    first = clock() - t0
-    runs = 1 if first > _SLOW_S else max_repeats
     best, spent = float("inf"), 0.0
-    for i in range(runs):
+    for i in range(max_repeats):
         t0 = clock()
         fn()
         dt = clock() - t0
         best, spent = min(best, dt), spent + dt
-        if i >= 1 and spent > budget_s:
+        if dt > _SLOW_S or (i >= 1 and spent > budget_s):
             break
     return best
 

@@ -102,6 +102,10 @@ def make_pricer(config: SelectConfig) -> Pricer:
         return Pricer(device, label=f"{device.name} (model)")
     source = config.source
     key = f"{device.name}/blas{blas_threads()}" if host else device.name
+    if source is None and config.cache_path is not None and Path(config.cache_path).suffix in (".db", ".sqlite"):
+        from ...autotune.db import DatabaseCostSource  # the autotuner's SQLite database (lpdc tune --db)
+
+        source = DatabaseCostSource.for_host(config.cache_path, device.name)
     if source is None:
         source = CostCache(config.cache_path, key)
     measuring = host and mode in ("auto", "measure")

@@ -21,6 +21,8 @@ primitive selection (passes/select) chooses one per node.
 | im2row_8c       | conv | NCHW8c  | no groups, C and O multiples of 8            |
 | gemv / gemm     | fc   | -       | batch 1 / any                                |
 | spmv            | fc   | -       | weight density <= 0.5                        |
+| spmv_csc/coo/bsr| fc   | -       | weight density <= 0.5 (sparse_ext.py)        |
+| sparse_direct   | conv | NCHW    | no groups, weight density <= 0.5            |
 """
 
 from __future__ import annotations
@@ -46,7 +48,8 @@ __all__ = ["PRIMITIVES", "ConvSpec", "FCSpec", "Primitive", "Spec", "clear_packe
 
 
 # Family modules in catalog order (the reference im2col first); importing one registers its entries.
-_FAMILIES = ("lowering", "gemm1x1", "kn2", "direct", "grouped", "winograd", "fft", "sparse", "blocked", "fc")
+_FAMILIES = ("lowering", "gemm1x1", "kn2", "direct", "grouped", "winograd", "fft", "sparse", "blocked", "fc",
+             "sparse_ext")
 
 
 def _load() -> None:
