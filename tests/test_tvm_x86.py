@@ -168,3 +168,18 @@ def test_unoptimised_graph_batch_norm_and_dropout_lowered() -> None:
     assert exe.fallbacks == {}
     for k, r in ref.items():
         np.testing.assert_allclose(exe.run(x)[k], r, rtol=0, atol=1e-4 * float(np.abs(r).max()))
+
+
+@pytest.mark.parametrize("seed", [390, 810])
+def test_shapes_the_templates_do_not_fit_degrade_to_the_generic_schedule(seed):
+    """Regression (found by differential testing): a 1-channel stride-2 depthwise conv and an FC
+    with K=1 made the x86 templates raise ScheduleError; they now build with the generic schedule."""
+    from lpdc.backends.numpy import compile_numpy
+    from lpdc.tools.random_cnn import random_cnn
+
+    g = random_cnn(seed)
+    x = {v.name: np.random.default_rng(seed).standard_normal(v.type.shape).astype(np.float32) for v in g.inputs}
+    want = compile_numpy(g).run(x)
+    got = lpdc.compile(g, target="x86").run(x)
+    for k, ref in want.items():
+        np.testing.assert_allclose(got[k], ref, rtol=0, atol=1e-4 * max(float(np.abs(ref).max()), 1e-6))

@@ -15,7 +15,7 @@ from typing import Any
 
 import numpy as np
 
-from ...errors import LpdcUnsupportedError
+from ...errors import LpdcTargetError, LpdcUnsupportedError
 from ...ir import Graph, Node, Value
 from .lower import Lowered, lower_node
 from .target import TvmTarget
@@ -86,7 +86,11 @@ def build_module(plan: Plan, tt: TvmTarget) -> Any:
         from .schedules.generic import schedule_gpu
 
         mod = schedule_gpu(mod, target)
-    ex = tvm.compile(mod, target=target)
+    try:
+        ex = tvm.compile(mod, target=target)
+    except Exception as e:  # noqa: BLE001 - report TVM's failure as ours, naming the kernels
+        raise LpdcTargetError(f"TVM could not build the {len(funcs)} kernels for {tt.name}: "
+                              f"{str(e).splitlines()[0][:300]}") from e
     log.info("built %d TVM kernels for %s in %.1f s", len(funcs), tt.name, time.perf_counter() - t0)
     return ex
 
@@ -97,14 +101,23 @@ def _schedule_cpu(f: Any, low: Lowered, tt: TvmTarget) -> Any:
     from .schedules.generic import schedule_generic_cpu
     from .schedules.x86_conv import schedule_conv, schedule_depthwise, schedule_fc
 
-    sch = s_tir.Schedule(f)
     vec = max(tt.vec, 4)
-    if low.schedule == "conv":
-        schedule_conv(sch, low.info["shape"], low.info["knobs"])
-    elif low.schedule == "depthwise":
-        schedule_depthwise(sch, low.info["shape"], vec)
-    elif low.schedule == "fc":
-        schedule_fc(sch, low.info["kb"], vec)
-    else:
-        schedule_generic_cpu(sch, vec)
+    sch = s_tir.Schedule(f)
+    try:
+        if low.schedule == "conv":
+            schedule_conv(sch, low.info["shape"], low.info["knobs"])
+        elif low.schedule == "depthwise":
+            schedule_depthwise(sch, low.info["shape"], vec)
+        elif low.schedule == "fc":
+            schedule_fc(sch, low.info["kb"], vec)
+        else:
+            schedule_generic_cpu(sch, vec)
+    except Exception as e:  # noqa: BLE001 - a template that does not fit this shape: degrade, never fail
+        log.warning("schedule %s does not fit %s (%s); using the generic schedule",
+                    low.schedule, f.attrs["global_symbol"], str(e).splitlines()[0][:200])
+        sch = s_tir.Schedule(f)
+        try:
+            schedule_generic_cpu(sch, vec)
+        except Exception:  # noqa: BLE001 - the unscheduled function is still correct
+            return f
     return sch.mod["main"].with_attr("global_symbol", f.attrs["global_symbol"])
