@@ -1,6 +1,7 @@
 """Element types of the IR and their NumPy storage.
 
-Names are short and are what the textual IR prints: `f32 f16 i8 u8 i16 i32 i64 bool`, and
+Names are short and are what the textual IR prints: `f32 f16 i8 u8 i16 i32 i64 bool` (and the
+wider unsigned `u16 u32 u64` that ONNX models may carry), and
 dynamic fixed point `fxW_F` (W total bits stored as a signed integer, F fractional bits, so a
 stored integer q means q * 2**-F; the seed framework's [IL.FL] format has IL = W - F).
 """
@@ -23,12 +24,15 @@ _NUMPY = {
     "i32": np.int32,
     "i64": np.int64,
     "bool": np.bool_,
+    "u16": np.uint16,
+    "u32": np.uint32,
+    "u64": np.uint64,
 }
 _FIXED = re.compile(r"^fx(8|16|32)_(\d{1,2})$")
 _FIXED_STORAGE = {8: np.int8, 16: np.int16, 32: np.int32}
 
 FLOAT_DTYPES = frozenset({"f16", "f32", "f64"})
-INT_DTYPES = frozenset({"i8", "u8", "i16", "i32", "i64"})
+INT_DTYPES = frozenset({"i8", "u8", "i16", "i32", "i64", "u16", "u32", "u64"})
 
 
 def is_valid(dtype: str) -> bool:

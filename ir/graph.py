@@ -121,7 +121,7 @@ class Graph:
         arr = np.asarray(data)
         if dtype is None:
             dtype = "f32" if arr.dtype.kind == "f" else dtypes.from_numpy(arr.dtype)
-        arr = np.ascontiguousarray(arr.astype(dtypes.to_numpy(dtype), copy=False))
+        arr = np.asarray(arr.astype(dtypes.to_numpy(dtype), copy=False), order="C")  # keeps 0-d scalars 0-d
         vname = self.fresh_name(name)
         pname = param if param is not None else vname
         if pname in self.params and self.params[pname] is not arr:
@@ -180,6 +180,16 @@ class Graph:
                 if v is old:
                     user.set_input(i, new)
         self.outputs = [new if v is old else v for v in self.outputs]
+
+    def rename_value(self, v: Value, name: str) -> None:
+        """Give `v` the unused name `name` (node names, the layer names users know, stay as they are)."""
+        if v.name == name:
+            return
+        if not name or name in self._values or self._values.get(v.name) is not v:
+            raise LpdcGraphError(f"cannot rename %{v.name} to %{name}: name taken or value not in the graph")
+        del self._values[v.name]
+        v.name = name
+        self._values[name] = v
 
     def erase(self, node: Node) -> None:
         """Remove a node whose outputs are unused; refuses otherwise."""

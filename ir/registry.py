@@ -34,10 +34,13 @@ class FlopCount:
     div: int = 0
     cmp: int = 0
     other: int = 0  # exp, sqrt, log, ...
+    # Of the mul/add above, the multiply-accumulates of dot products (conv, fc, gemm, matmul):
+    # the "MACs" that papers report. Not added again into `total`.
+    mac: int = 0
 
     def __add__(self, o: FlopCount) -> FlopCount:
         return FlopCount(self.mul + o.mul, self.add + o.add, self.div + o.div, self.cmp + o.cmp,
-                         self.other + o.other)
+                         self.other + o.other, self.mac + o.mac)
 
     @property
     def total(self) -> int:

@@ -1,7 +1,8 @@
 """The `lpdc` command line.
 
 Exit codes: 0 success; 1 an lpdc error (bad model, bad input, unsupported feature: the message
-says which file/node); 2 a usage error (bad flags).
+says which file/node); 2 a usage error (bad flags); 130 interrupted (Ctrl-C).
+analyze, bench and viz live in tools/commands.py.
 """
 
 from __future__ import annotations
@@ -77,9 +78,14 @@ def cmd_version(args: argparse.Namespace) -> int:
 def cmd_run(args: argparse.Namespace) -> int:
     from ..api import compile, load
 
-    graph = load(args.model) if args.model and not args.model.startswith("zoo:") and args.model != "default" \
-        and _is_dir(args.model) else load_model(args)
-    exe = compile(graph, target=args.target, opt_level=args.opt_level)
+    is_dir = bool(args.model) and not args.model.startswith("zoo:") and args.model != "default" and _is_dir(args.model)
+    if is_dir and _is_tvm_artifact(args.model):  # a compiled TVM library: run it as built
+        from ..backends.tvm.artifact import load_tvm_artifact
+
+        exe = load_tvm_artifact(args.model)
+    else:
+        graph = load(args.model) if is_dir else load_model(args)
+        exe = compile(graph, target=args.target, opt_level=args.opt_level)
     inputs = _read_inputs(exe.graph, args.input, args.seed)
     if args.profile:
         outputs, timings = exe.profile(inputs, repeats=args.repeats)
@@ -93,6 +99,8 @@ def cmd_run(args: argparse.Namespace) -> int:
     if timings:
         report["total_ms"] = sum(t.seconds for t in timings) * 1e3
         report["layers"] = [{"name": t.name, "op": t.op, "ms": t.seconds * 1e3} for t in timings if t.op != "const"]
+    if args.save_outputs:
+        np.savez(args.save_outputs, **outputs)
     if args.json:
         print(json.dumps(report, indent=2))
         return 0
@@ -103,9 +111,13 @@ def cmd_run(args: argparse.Namespace) -> int:
         print(f"  {layer['name']:<24} {layer['op']:<18} {layer['ms']:8.3f} ms")
     if timings:
         print(f"  total {report['total_ms']:.3f} ms")
-    if args.save_outputs:
-        np.savez(args.save_outputs, **outputs)
     return 0
+
+
+def _is_tvm_artifact(path: str) -> bool:
+    from ..backends.tvm.artifact import is_tvm_artifact
+
+    return is_tvm_artifact(path)
 
 
 def _is_dir(path: str) -> bool:
@@ -117,11 +129,34 @@ def _is_dir(path: str) -> bool:
 def cmd_compile(args: argparse.Namespace) -> int:
     from ..api import compile, save
 
-    exe = compile(load_model(args), target=args.target, opt_level=args.opt_level)
+    graph = load_model(args)
+    if args.quant_config:  # a configuration `lpdc quantize --report` wrote
+        from pathlib import Path
+
+        from ..passes.quantize import quantize
+
+        graph = quantize(graph, None, Path(args.quant_config))
+    plans: list = []  # primitive-selection plans, collected for --explain
+    if args.explain:
+        from ..passes.select.select_primitives import select_config
+
+        with select_config(on_plan=plans.append):
+            exe = compile(graph, target=args.target, opt_level=args.opt_level)
+    else:
+        exe = compile(graph, target=args.target, opt_level=args.opt_level)
     print(f"compiled for {args.target}: {len(exe.graph.nodes)} nodes")
     for r in getattr(exe, "pass_records", []):
         print(f"  pass {r.name:<24} {r.seconds * 1e3:7.2f} ms  {r.nodes_before} -> {r.nodes_after} nodes")
-    if args.output:
+    for plan in plans:
+        print(plan.explain())
+    if args.explain and not plans:
+        print("--explain: no primitive selection ran (select-primitives runs at -O3)")
+    if args.output and hasattr(exe, "tvm_target"):  # TVM build: the artifact carries the library
+        from ..backends.tvm.artifact import save_tvm_artifact
+
+        save_tvm_artifact(exe, args.output, {"opt_level": args.opt_level})
+        print(f"wrote {args.output}")
+    elif args.output:
         save(exe.graph, args.output, {"target": args.target, "opt_level": args.opt_level})
         print(f"wrote {args.output}")
     return 0
@@ -133,7 +168,14 @@ def cmd_opt(args: argparse.Namespace) -> int:
     graph = load_model(args)
     names = [p for p in (args.passes or "").split(",") if p]
     dump = ["after:all"] if args.print_after_all else []
-    manager = PassManager(names, dump=dump, dump_sink=lambda key, text: print(f"// ---- IR {key}\n{text}"))
+    dump += [k.strip() for keys in (args.dump_ir or []) for k in keys.split(",") if k.strip()]
+    instruments = []
+    if args.check_numerics:  # run the reference after every pass; fail the pass that changes outputs
+        from ..passes.instruments import NumericCheck
+
+        instruments.append(NumericCheck())
+    manager = PassManager(names, dump=dump, dump_sink=lambda key, text: print(f"// ---- IR {key}\n{text}"),
+                          instruments=instruments)
     out = manager.run(graph)
     if not args.print_after_all:
         print(out, end="")
@@ -165,11 +207,34 @@ def _not_yet(feature: str):
     return run
 
 
+EPILOG = """exit codes:
+  0    success
+  1    an lpdc error: bad model, input or option value, unsupported feature (the message names the file/node)
+  2    a usage error (unknown or missing flags)
+  130  interrupted (Ctrl-C)
+--json prints only JSON on stdout; --quiet hides progress bars and notes (errors still go to stderr)."""
+
+
+def _positive_int(text: str) -> int:
+    """argparse type for the limit flags: 1000, 1e6 and 2**30 style values are all fine."""
+    try:
+        value = int(float(text)) if "**" not in text else int(text.split("**")[0]) ** int(text.split("**")[1])
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not an integer: {text!r}") from None
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"must be positive, got {text!r}")
+    return value
+
+
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="lpdc", description="lpdc: a low-power DNN compiler.",
-                                epilog="exit codes: 0 success, 1 lpdc error (message names file/node), 2 usage error")
+    p = argparse.ArgumentParser(prog="lpdc", description="lpdc: a low-power DNN compiler.", epilog=EPILOG,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("-v", "--verbose", action="store_true", help="log debug messages")
     p.add_argument("--quiet", action="store_true", help="only errors")
+    limit = p.add_argument_group("resource limits (a model over one is refused before anything is allocated)")
+    limit.add_argument("--max-elements", type=_positive_int, metavar="N", help="elements of any one tensor")
+    limit.add_argument("--max-weight-bytes", type=_positive_int, metavar="N", help="bytes of all weights together")
+    limit.add_argument("--max-nodes", type=_positive_int, metavar="N", help="nodes (layers) in one graph")
     sub = p.add_subparsers(dest="command", required=True)
     sub.add_parser("version", help="print the version").set_defaults(fn=cmd_version)
 
@@ -196,11 +261,18 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--target", default="numpy")
     c.add_argument("-O", "--opt-level", type=int, default=2, choices=range(4))
     c.add_argument("-o", "--output", help="artifact directory")
+    c.add_argument("--quant-config", metavar="FILE.json", help="quantize first with this configuration")
+    c.add_argument("--explain", action="store_true",
+                   help="print the primitive/layout plan: per layer the choice, its cost and the runner-up (-O3)")
     c.set_defaults(fn=cmd_compile)
 
     o = model_cmd("opt", "run passes on a model and print the textual IR")
     o.add_argument("-p", "--passes", default="", help="comma-separated pass names")
     o.add_argument("--print-after-all", action="store_true")
+    o.add_argument("--dump-ir", action="append", metavar="WHEN:PASS",
+                   help="print the IR at before:PASS / after:PASS / after:all (comma-separated, repeatable)")
+    o.add_argument("--check-numerics", action="store_true",
+                   help="run the NumPy reference after every pass and fail the pass that changes the outputs")
     o.set_defaults(fn=cmd_opt)
 
     z = sub.add_parser("zoo", help="built-in models with deterministic random weights")
@@ -211,10 +283,18 @@ def build_parser() -> argparse.ArgumentParser:
     ze.add_argument("-o", "--output", required=True, help="FILE.onnx or an artifact directory")
     z.set_defaults(fn=cmd_zoo)
 
-    for name, help in (("analyze", "per-layer memory and operation counts"), ("bench", "benchmark a model"),
-                       ("quantize", "quantize a model"), ("prune", "prune a model"), ("tune", "autotune a model"),
-                       ("viz", "render the graph")):
-        model_cmd(name, help).set_defaults(fn=_not_yet(name))
+    from .commands import add_tool_commands
+
+    add_tool_commands(model_cmd)  # analyze, bench, viz
+    from ..autotune.cli import add_tune_commands
+
+    add_tune_commands(sub, model_cmd)  # tune, rpc, tunedb
+    from .quantize_cli import add_quantize_command
+
+    add_quantize_command(model_cmd)  # quantize
+    from .prune_cli import add_prune_command
+
+    add_prune_command(model_cmd)  # prune
     return p
 
 
@@ -224,13 +304,23 @@ def main(argv: Sequence[str] | None = None) -> int:
     level = logging.DEBUG if args.verbose else logging.ERROR if args.quiet else logging.WARNING
     logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s")
     try:
-        return args.fn(args)
+        from ..ir.limits import override
+
+        chosen = {k: getattr(args, k) for k in ("max_elements", "max_weight_bytes", "max_nodes")
+                  if getattr(args, k, None) is not None}
+        with override(**chosen):
+            return args.fn(args)
     except LpdcError as e:
         print(f"lpdc: error: {e}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
         print("lpdc: interrupted", file=sys.stderr)
         return 130
+    except BrokenPipeError:  # `lpdc ... | head` closed stdout early: nothing left to report
+        import os
+
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # so the exit-time flush stays quiet
+        return 1
 
 
 if __name__ == "__main__":

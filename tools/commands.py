@@ -85,6 +85,13 @@ def _load(args: argparse.Namespace):
 def cmd_analyze(args: argparse.Namespace) -> int:
     from .analyze import analyze, format_table, to_json
 
+    if getattr(args, "faults", None) or getattr(args, "energy", False):  # tools/analyze_hw.py
+        from .analyze_hw import cmd_hw
+
+        with steps(["load"], not _quiet(args)) as step:
+            step("load")
+            graph = _load(args)
+        return cmd_hw(args, graph, _quiet(args))
     with steps(["load", "analyze"] + (["plot"] if args.plot else []), not _quiet(args)) as step:
         step("load")
         graph = _load(args)
@@ -107,9 +114,13 @@ def cmd_analyze(args: argparse.Namespace) -> int:
 def add_analyze(model_cmd: ModelCmd) -> None:
     a = model_cmd("analyze", "per-layer and total parameters, memory and operation counts")
     a.add_argument("--bits", type=int, default=32, choices=(32, 16, 8, 1), help="bits per weight and activation")
-    a.add_argument("--plot", metavar="FILE.png", help="bar plots of memory and operations per layer")
+    a.add_argument("--plot", metavar="FILE.png", help="bar plots of memory and operations per layer "
+                   "(with --faults: the retention curve)")
     a.add_argument("--json", action="store_true", help="print JSON only (keys: model, bits, layers, total)")
     a.add_argument("--all-layers", action="store_true", help="also list layers without weights or operations")
+    from .analyze_hw import add_hw_arguments
+
+    add_hw_arguments(a)  # --faults, --p-retain, --energy, --energy-table, ...
     _opt_args(a, default_level=None)
     a.set_defaults(fn=cmd_analyze)
 

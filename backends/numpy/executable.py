@@ -10,12 +10,16 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from ...errors import LpdcError, LpdcExecutionError, LpdcUnsupportedError
 from ...ir import Graph, Node, Value, dtypes
 from .kernels import get_kernel
+
+if TYPE_CHECKING:
+    from ...passes.plan_memory import MemoryPlan
 
 Observer = Callable[[Node, list[np.ndarray]], None]
 
@@ -35,9 +39,11 @@ class Executable:
 
     target_name = "numpy"
 
-    def __init__(self, graph: Graph) -> None:
+    def __init__(self, graph: Graph, memory_plan: MemoryPlan | None = None) -> None:
         graph.verify()
         self.graph = graph
+        # Opt-in: run every activation out of one arena laid out by plan-memory (checks the plan).
+        self.memory_plan = memory_plan
         self._kernels = []
         for node in graph.nodes:
             k = get_kernel(node.op)
@@ -70,6 +76,9 @@ class Executable:
     def _execute(self, inputs: Mapping[str, np.ndarray], observer: Observer | None,
                  timed: bool) -> tuple[dict[str, np.ndarray], list[NodeTiming]]:
         env: dict[Value, np.ndarray] = self._bind_inputs(inputs)
+        arena = self.memory_plan.new_arena() if self.memory_plan is not None else None
+        if arena is not None:
+            env = {v: arena.place(v, a) for v, a in env.items()}
         keep = set(self.graph.outputs)
         timings: list[NodeTiming] = []
         for i, (node, k) in enumerate(zip(self.graph.nodes, self._kernels, strict=True)):
@@ -79,12 +88,14 @@ class Executable:
             if timed:
                 timings.append(NodeTiming(node.name, node.op, time.perf_counter() - t0, node.attrs.get("primitive", "")))
             for v, r in zip(node.outputs, results, strict=True):
-                env[v] = r
+                env[v] = r if arena is None else arena.place(v, r)
             if observer is not None:
                 observer(node, results)
             for v in self._last_use.get(i, ()):
                 if v not in keep:
                     env.pop(v, None)
+        if arena is not None:  # outputs must not alias the arena
+            return {v.name: env[v].copy() for v in self.graph.outputs}, timings
         return {v.name: env[v] for v in self.graph.outputs}, timings
 
     def _call(self, node: Node, k, args: list[np.ndarray | None]) -> list[np.ndarray]:
@@ -138,6 +149,10 @@ def _last_uses(g: Graph) -> dict[int, list[Value]]:
     return out
 
 
-def compile_numpy(graph: Graph) -> Executable:
-    """The NumPy backend's entry point."""
-    return Executable(graph)
+def compile_numpy(graph: Graph, *, plan_memory: bool = False) -> Executable:
+    """The NumPy backend's entry point; `plan_memory` runs activations out of one planned arena."""
+    if not plan_memory:
+        return Executable(graph)
+    from ...passes.plan_memory import plan_memory as plan
+
+    return Executable(graph, plan(graph))

@@ -6,7 +6,7 @@ import math
 from collections.abc import Sequence
 
 from ...errors import LpdcTypeError
-from ..types import TensorType
+from ..types import TensorType, is_blocked_layout
 
 
 def require(cond: bool, message: str) -> None:
@@ -35,6 +35,29 @@ def nchw_axes(t: TensorType) -> tuple[int, int, int]:
         return 3, 1, 2
     require(layout == "NCHW", f"layout {layout} is not supported here (NCHW or NHWC)")
     return 1, 2, 3
+
+
+def blocked_layout(t: TensorType | None) -> str | None:
+    """The layout of `t` if it is a blocked NCHW<k>c layout, else None."""
+    return t.layout if t is not None and t.layout is not None and is_blocked_layout(t.layout) else None
+
+
+def unblock(t: TensorType | None) -> TensorType | None:
+    """A blocked (N, C/k, H, W, k) type seen as NCHW (N, C, H, W); other types unchanged."""
+    if blocked_layout(t) is None:
+        return t
+    n, cb, h, w, k = t.shape
+    return TensorType((n, cb * k, h, w), t.dtype, None, t.quant)
+
+
+def reblock(t: TensorType, layout: str | None) -> TensorType:
+    """An NCHW type moved to blocked `layout` (None: unchanged); channels must fill whole blocks."""
+    if layout is None:
+        return t
+    k = int(layout[4:-1])
+    n, c, h, w = t.shape
+    require(c % k == 0, f"{c} channels do not fill whole blocks of {layout}")
+    return TensorType((n, c // k, h, w, k), t.dtype, layout, t.quant)
 
 
 def make_nchw_like(t: TensorType, n: int, c: int, h: int, w: int, dtype: str | None = None) -> TensorType:

@@ -10,7 +10,7 @@ from typing import Any
 from ..registry import ELEMENTWISE, LAYOUT_AGNOSTIC, PURE, Attr, FlopCount, register_op
 from ..types import TensorType
 from . import _shape as S
-from .nn import EPILOGUE_ATTRS
+from .nn import EPILOGUE_ATTRS, epilogue_flops
 
 
 def _binary_type(ins: list[TensorType | None], op: str) -> TensorType:
@@ -36,8 +36,7 @@ _BINARY = {
 def _binary_flops(kind: str):
     def fn(ins: list[TensorType | None], outs: list[TensorType], attrs: dict[str, Any]) -> FlopCount:
         n = outs[0].size
-        extra = FlopCount(cmp=n) if attrs.get("activation", "none") != "none" else FlopCount()
-        return FlopCount(**{kind: n}) + extra
+        return FlopCount(**{kind: n}) + epilogue_flops(attrs, outs[0])
     return fn
 
 

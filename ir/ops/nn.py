@@ -11,8 +11,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from ..registry import ACTIVATION, HAS_WEIGHTS, PURE, Attr, FlopCount, register_op
-from ..types import TensorType
+from .. import dtypes
+from ..registry import ACTIVATION, HAS_WEIGHTS, PURE, Attr, FlopCount, get_op, register_op
+from ..types import QuantParams, TensorType
 from . import _shape as S
 
 ACTIVATIONS = ("none", "relu", "relu6", "clip", "leaky_relu", "prelu", "sigmoid", "tanh",
@@ -42,6 +43,26 @@ def _acc_dtype(x: TensorType) -> str:
     return "i32" if x.dtype in ("i8", "u8", "i16") or x.dtype.startswith("fx") else x.dtype
 
 
+def _scales(t: TensorType, per_channel_ok: bool) -> tuple[float, ...] | None:
+    """The real step of an integer operand: 2**-F for fixed point, its quant scale(s), else None."""
+    bits = dtypes.fixed_bits(t.dtype)
+    if bits is not None:
+        return (2.0 ** -bits[1],)
+    if t.quant is None or (t.quant.axis is not None and not (per_channel_ok and t.quant.axis == 0)):
+        return None
+    return t.quant.scale
+
+
+def _acc_quant(out: TensorType, x: TensorType, w: TensorType, c_axis: int) -> TensorType:
+    """An int32 accumulator of scaled integers carries scale s_x * s_w (per output channel when w
+    is quantized per channel) and zero point 0, so passes that re-infer types keep it."""
+    sx, sw = _scales(x, False), _scales(w, True)
+    if out.dtype != "i32" or sx is None or sw is None or (len(sw) > 1 and out.shape[c_axis] != len(sw)):
+        return out
+    scale = tuple(float(sx[0] * s) for s in sw)
+    return out.with_dtype("i32", QuantParams(scale, (0,) * len(scale), c_axis if len(scale) > 1 else None))
+
+
 def _check_epilogue(ins: list[TensorType | None], out: TensorType, attrs: dict[str, Any], op: str) -> None:
     bias, residual = (ins + [None, None, None])[2:4]
     if bias is not None:
@@ -57,17 +78,23 @@ def _conv_flops(ins: list[TensorType | None], outs: list[TensorType], attrs: dic
     w = S.present(ins[1], "w")
     macs = outs[0].size * S.numel(w.shape[1:])
     extra = outs[0].size * ((_opt(ins, 2) is not None) + (_opt(ins, 3) is not None))
-    return FlopCount(mul=macs, add=macs - outs[0].size + extra, cmp=_act_cmp(attrs, outs[0]))
+    return FlopCount(mul=macs, add=macs - outs[0].size + extra, mac=macs) + epilogue_flops(attrs, outs[0])
 
 
-def _act_cmp(attrs: dict[str, Any], out: TensorType) -> int:
-    return out.size if attrs.get("activation", "none") != "none" else 0
+def epilogue_flops(attrs: dict[str, Any], out: TensorType) -> FlopCount:
+    """A fused activation costs what the standalone op it replaced costs (relu6 is clip(0, 6))."""
+    act = attrs.get("activation", "none")
+    if act == "none":
+        return FlopCount()
+    return get_op("clip" if act == "relu6" else act).flops([out], [out], {})
 
 
 @register_op("conv", family="nn", inputs=("x", "w", "b", "residual", "slope"), min_inputs=2,
              attrs=_CONV_ATTRS, traits=(PURE, HAS_WEIGHTS), flops=_conv_flops)
 def _infer_conv(ins: list[TensorType | None], attrs: dict[str, Any]) -> list[TensorType]:
     """2-D convolution, weights OIHW, groups and dilation; bias/residual/activation epilogue."""
+    blocked = S.blocked_layout(ins[0])  # NCHW<k>c activations are checked as NCHW, then re-blocked
+    ins = [S.unblock(t) for t in ins]
     x, w = S.present(ins[0], "x"), S.present(ins[1], "w")
     c_ax, h_ax, w_ax = S.nchw_axes(x)
     S.require(w.rank == 4, f"conv weight must be 4-D (OIHW), got {list(w.shape)}")
@@ -82,14 +109,17 @@ def _infer_conv(ins: list[TensorType | None], attrs: dict[str, Any]) -> list[Ten
     ho = S.window_out(x.shape[h_ax], w.shape[2], sh, pt, pb, dh)
     wo = S.window_out(x.shape[w_ax], w.shape[3], sw, pl, pr, dw)
     out = S.make_nchw_like(x, x.shape[0], cout, ho, wo, _acc_dtype(x))
+    if blocked is None:
+        out = _acc_quant(out, x, w, S.nchw_axes(out)[0])
     _check_epilogue(ins, out, attrs, "conv")
-    return [out]
+    return [S.reblock(out, blocked)]
 
 
 def _deconv_flops(ins: list[TensorType | None], outs: list[TensorType], attrs: dict[str, Any]) -> FlopCount:
     x, w = S.present(ins[0], "x"), S.present(ins[1], "w")
     macs = x.size * S.numel(w.shape[1:])
-    return FlopCount(mul=macs, add=macs, cmp=_act_cmp(attrs, outs[0]))
+    bias = outs[0].size if _opt(ins, 2) is not None else 0
+    return FlopCount(mul=macs, add=macs + bias, mac=macs) + epilogue_flops(attrs, outs[0])
 
 
 @register_op("conv_transpose", family="nn", inputs=("x", "w", "b"), min_inputs=2,
@@ -121,7 +151,7 @@ def _fc_flops(ins: list[TensorType | None], outs: list[TensorType], attrs: dict[
     w = S.present(ins[1], "w")
     macs = outs[0].size * w.shape[1]
     extra = outs[0].size * ((_opt(ins, 2) is not None) + (_opt(ins, 3) is not None))
-    return FlopCount(mul=macs, add=macs - outs[0].size + extra, cmp=_act_cmp(attrs, outs[0]))
+    return FlopCount(mul=macs, add=macs - outs[0].size + extra, mac=macs) + epilogue_flops(attrs, outs[0])
 
 
 @register_op("fully_connected", family="nn", inputs=("x", "w", "b", "residual", "slope"), min_inputs=2,
@@ -134,6 +164,7 @@ def _infer_fc(ins: list[TensorType | None], attrs: dict[str, Any]) -> list[Tenso
     k = S.numel(x.shape[axis:])
     S.require(w.shape[1] == k, f"weight {list(w.shape)} expects K={w.shape[1]}, input {list(x.shape)} flattens to K={k}")
     out = TensorType(tuple(x.shape[:axis]) + (w.shape[0],), _acc_dtype(x))
+    out = _acc_quant(out, x, w, out.rank - 1)
     _check_epilogue(ins, out, attrs, "fully_connected")
     return [out]
 
@@ -141,8 +172,11 @@ def _infer_fc(ins: list[TensorType | None], attrs: dict[str, Any]) -> list[Tenso
 def _gemm_flops(ins: list[TensorType | None], outs: list[TensorType], attrs: dict[str, Any]) -> FlopCount:
     a = S.present(ins[0], "a")
     k = a.shape[0] if attrs["trans_a"] else a.shape[1]
-    macs = outs[0].size * k
-    return FlopCount(mul=macs, add=macs)
+    n = outs[0].size
+    has_c = _opt(ins, 2) is not None
+    # K products need K-1 adds per output, plus beta*c; alpha and beta scale only when not 1.
+    mul = n * k + (n if attrs["alpha"] != 1 else 0) + (n if has_c and attrs["beta"] != 1 else 0)
+    return FlopCount(mul=mul, add=n * max(k - 1, 0) + (n if has_c else 0), mac=n * k)
 
 
 @register_op("gemm", family="nn", inputs=("a", "b", "c"), min_inputs=2,
@@ -164,7 +198,7 @@ def _infer_gemm(ins: list[TensorType | None], attrs: dict[str, Any]) -> list[Ten
 def _matmul_flops(ins: list[TensorType | None], outs: list[TensorType], attrs: dict[str, Any]) -> FlopCount:
     a = S.present(ins[0], "a")
     macs = outs[0].size * a.shape[-1]
-    return FlopCount(mul=macs, add=macs)
+    return FlopCount(mul=macs, add=max(macs - outs[0].size, 0), mac=macs)
 
 
 @register_op("matmul", family="nn", inputs=("a", "b"), flops=_matmul_flops)

@@ -73,7 +73,8 @@ def _infer_bias(ins: list[TensorType | None], attrs: dict[str, Any]) -> list[Ten
 def _lrn_flops(ins: list[TensorType | None], outs: list[TensorType], attrs: dict[str, Any]) -> FlopCount:
     n, size = outs[0].size, attrs["size"]
     window = size * size if attrs["region"] == "within" else size
-    return FlopCount(mul=n * (window + 2), add=n * window, div=n, other=n)
+    # per output: window squares + alpha/n scaling (mul), window-1 sums + bias (add), one pow, one divide
+    return FlopCount(mul=n * (window + 1), add=n * window, div=n, other=n)
 
 
 @register_op("lrn", family="norm", inputs=("x",),
@@ -90,9 +91,17 @@ def _infer_lrn(ins: list[TensorType | None], attrs: dict[str, Any]) -> list[Tens
     return [x]
 
 
+def _normalize_flops(ins: list[TensorType | None], outs: list[TensorType], attrs: dict[str, Any]) -> FlopCount:
+    # square and scale each element (2 mul), sum the squares (add), divide by the norm; one sqrt per norm
+    x = outs[0]
+    c_ax, h_ax, w_ax = S.nchw_axes(x)
+    norms = x.shape[0] if attrs["across_spatial"] else x.shape[0] * x.shape[h_ax] * x.shape[w_ax]
+    return FlopCount(mul=2 * x.size, add=x.size, div=x.size, other=norms)
+
+
 @register_op("normalize", family="norm", inputs=("x", "scale"),
              attrs={"across_spatial": Attr(True, "bool"), "channel_shared": Attr(True, "bool"), "eps": Attr(1e-10, "float")},
-             traits=(PURE, HAS_WEIGHTS), flops=_bn_flops)
+             traits=(PURE, HAS_WEIGHTS), flops=_normalize_flops)
 def _infer_normalize(ins: list[TensorType | None], attrs: dict[str, Any]) -> list[TensorType]:
     """SSD Normalize: L2-normalise over (C,H,W) or over C at each pixel, then multiply by scale."""
     x, s = S.present(ins[0], "x"), S.present(ins[1], "scale")

@@ -66,11 +66,27 @@ def _infer_dequantize(ins: list[TensorType | None], attrs: dict[str, Any]) -> li
     return [TensorType(x.shape, attrs["dtype"], x.layout)]
 
 
-@register_op("requantize", family="quant", inputs=("x",), attrs=_QATTRS, flops=_per_elem(mul=1, add=2, cmp=2))
+# Integer mode: the real rescale factor of each channel is multiplier * 2**-shift (gemmlowp style).
+_REQ_ATTRS = {**_QATTRS, "multiplier": Attr([], "ints"), "shift": Attr([], "ints")}
+
+
+@register_op("requantize", family="quant", inputs=("x",), attrs=_REQ_ATTRS, flops=_per_elem(mul=1, add=2, cmp=2))
 def _infer_requantize(ins: list[TensorType | None], attrs: dict[str, Any]) -> list[TensorType]:
-    """Integer to integer under new quantization parameters (an int32 accumulator to int8, say)."""
+    """Integer to integer under new quantization parameters (an int32 accumulator to int8, say).
+
+    With `multiplier`/`shift` (one pair, or one per channel of the input's quantization axis) the
+    rescale is integer-only: q = zp + round_half_even((x - zp_in) * multiplier / 2**shift).
+    """
     x = S.present(ins[0], "x")
     S.require(not dtypes.is_float(x.dtype), f"requantize needs an integer input, got {x.dtype}")
+    mult, shift = attrs["multiplier"], attrs["shift"]
+    S.require(len(mult) == len(shift), f"requantize has {len(mult)} multipliers but {len(shift)} shifts")
+    if mult:
+        per_channel = x.quant is not None and x.quant.axis is not None
+        S.require(len(mult) == 1 or (per_channel and len(mult) == len(x.quant.scale)),
+                  f"requantize takes one multiplier or one per input channel, got {len(mult)}")
+        S.require(all(0 <= m < 2**31 for m in mult) and all(0 <= s <= 62 for s in shift),
+                  "requantize multipliers must lie in [0, 2**31) and shifts in [0, 62]")
     return [_quant_type(x, attrs, "requantize")]
 
 

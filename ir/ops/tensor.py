@@ -150,7 +150,7 @@ def _infer_unsqueeze(ins: list[TensorType | None], attrs: dict[str, Any]) -> lis
 
 
 @register_op("pad", family="tensor", inputs=("x",),
-             attrs={"pads": Attr([], "ints"), "mode": Attr("constant", "str", ("constant", "reflect", "edge")),
+             attrs={"pads": Attr([], "ints"), "mode": Attr("constant", "str", ("constant", "reflect", "edge", "wrap")),
                     "value": Attr(0.0, "float")}, traits=_MOVE)
 def _infer_pad(ins: list[TensorType | None], attrs: dict[str, Any]) -> list[TensorType]:
     """Pad each axis: pads = [begin_0, ..., begin_n, end_0, ..., end_n] (ONNX order); negatives crop."""
@@ -190,9 +190,13 @@ def _infer_cast(ins: list[TensorType | None], attrs: dict[str, Any]) -> list[Ten
     return [TensorType(x.shape, attrs["to"], x.layout)]
 
 
-def _reduce_flops(ins: list[TensorType | None], outs: list[TensorType], attrs: dict[str, Any]) -> FlopCount:
-    n = S.present(ins[0], "x").size - outs[0].size
-    return FlopCount(add=n, div=outs[0].size)
+def _reduce_flops(kind: str):
+    def fn(ins: list[TensorType | None], outs: list[TensorType], attrs: dict[str, Any]) -> FlopCount:
+        n = S.present(ins[0], "x").size - outs[0].size
+        if kind in ("max", "min"):
+            return FlopCount(cmp=n)
+        return FlopCount(add=n, div=outs[0].size if kind == "mean" else 0)
+    return fn
 
 
 def _make_reduce(name: str):
@@ -207,5 +211,5 @@ def _make_reduce(name: str):
 for _name in ("reduce_mean", "reduce_sum", "reduce_max", "reduce_min"):
     register_op(_name, family="tensor", inputs=("x",),
                 attrs={"axes": Attr([], "ints"), "keepdims": Attr(True, "bool")},
-                traits=(PURE,), flops=_reduce_flops,
+                traits=(PURE,), flops=_reduce_flops(_name[7:]),
                 doc=f"{_name[7:]} over `axes` (all when empty), keeping them as size 1 when keepdims")(_make_reduce(_name))

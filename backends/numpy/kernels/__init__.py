@@ -34,4 +34,4 @@ def get_kernel(op: str) -> Kernel | None:
 
 
 def _load() -> None:
-    from . import activation, detection, elementwise, nn, norm, pool, quant, tensor  # noqa: F401
+    from . import activation, detection, elementwise, nn, norm, pool, quant, resize, tensor  # noqa: F401

@@ -47,6 +47,10 @@ def epilogue(node, y: np.ndarray, ins: list, channel_axis: int) -> np.ndarray:
 @kernel("conv")
 def _conv(node, ins, g):
     a = node.attrs
+    if a["primitive"]:  # a catalog primitive chosen by primitive selection ("" = this im2col)
+        from ..primitives.dispatch import run_conv
+
+        return [run_conv(node, ins, epilogue)]
     layout = node.inputs[0].type.effective_layout
     x = zero_points(node, 0, to_nchw(ins[0], layout))
     w = zero_points(node, 1, ins[1])
@@ -100,7 +104,12 @@ def _fc(node, ins, g):
     w = zero_points(node, 1, ins[1])
     acc = acc_dtype(node)
     x2 = x.reshape(int(np.prod(x.shape[:axis], dtype=np.int64)), -1).astype(acc, copy=False)
-    y = (x2 @ w.astype(acc, copy=False).T).reshape(x.shape[:axis] + (w.shape[0],))
+    if node.attrs["primitive"]:
+        from ..primitives.dispatch import run_fc
+
+        y = run_fc(node, x2, w).reshape(x.shape[:axis] + (w.shape[0],))
+    else:
+        y = (x2 @ w.astype(acc, copy=False).T).reshape(x.shape[:axis] + (w.shape[0],))
     return [epilogue(node, y, ins, y.ndim - 1)]
 
 

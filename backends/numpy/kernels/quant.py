@@ -48,8 +48,37 @@ def quantize_to(real: np.ndarray, t) -> np.ndarray:
 
 @kernel("quantize", "requantize")
 def _quantize(node, ins, g):
+    if node.op == "requantize" and node.attrs.get("multiplier"):
+        return [_requantize_integer(node, ins[0])]
     real = real_values(ins[0], node.inputs[0].type) if node.op == "requantize" else ins[0].astype(np.float64)
     return [quantize_to(real, node.outputs[0].type)]
+
+
+def _requantize_integer(node, x: np.ndarray) -> np.ndarray:
+    """Integer-only rescale: zp_out + round_half_even((x - zp_in) * M / 2**shift), saturated.
+
+    int64 holds the product exactly (|x| < 2**31, M < 2**31); rounding half to even in integers
+    matches np.rint, so this equals the float rescale by M * 2**-shift bit for bit.
+    """
+    t_in, t_out = node.inputs[0].type, node.outputs[0].type
+    acc = x.astype(np.int64)
+    if t_in.quant is not None:
+        acc = acc - _broadcast_params(t_in, x.ndim)[1].astype(np.int64)
+    mult = np.asarray(node.attrs["multiplier"], np.int64)
+    shift = np.asarray(node.attrs["shift"], np.int64)
+    if mult.size > 1:
+        shape = [1] * x.ndim
+        shape[t_in.quant.axis] = -1
+        mult, shift = mult.reshape(shape), shift.reshape(shape)
+    prod = acc * mult
+    floor = prod >> shift  # arithmetic shift: floor division by 2**shift
+    rem = prod - (floor << shift)
+    half = np.where(shift > 0, np.left_shift(np.int64(1), np.maximum(shift - 1, 0)), 1)
+    up = (rem > half) | ((rem == half) & (shift > 0) & (floor % 2 == 1))
+    q = floor + up
+    if t_out.quant is not None:
+        q = q + _broadcast_params(t_out, x.ndim)[1].astype(np.int64)
+    return _clamp_cast(q, t_out.dtype)
 
 
 @kernel("dequantize")

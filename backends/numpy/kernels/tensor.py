@@ -50,7 +50,7 @@ def _reshape(node, ins, g):
 @kernel("transpose")
 def _transpose(node, ins, g):
     perm = node.attrs["perm"] or None
-    return [np.ascontiguousarray(np.transpose(ins[0], perm))]
+    return [np.asarray(np.transpose(ins[0], perm), order="C")]
 
 
 @kernel("pad")
@@ -62,7 +62,7 @@ def _pad(node, ins, g):
     width = [(max(0, pads[i]), max(0, pads[i + r])) for i in range(r)]
     if mode == "constant":
         return [np.pad(x, width, constant_values=np.asarray(node.attrs["value"]).astype(x.dtype))]
-    return [np.pad(x, width, mode="reflect" if mode == "reflect" else "edge")]
+    return [np.pad(x, width, mode=mode)]  # reflect, edge and wrap mean the same in NumPy and ONNX
 
 
 @kernel("shape")
