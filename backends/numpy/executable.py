@@ -65,7 +65,9 @@ class Executable:
         outs, _ = self._execute(inputs, observer, timed=False)
         return outs
 
-    def profile(self, inputs: Mapping[str, np.ndarray], repeats: int = 1) -> tuple[dict[str, np.ndarray], list[NodeTiming]]:
+    def profile(
+        self, inputs: Mapping[str, np.ndarray], repeats: int = 1
+    ) -> tuple[dict[str, np.ndarray], list[NodeTiming]]:
         """Run `repeats` times; per-node wall times are the median over the repeats."""
         runs = [self._execute(inputs, None, timed=True) for _ in range(max(1, repeats))]
         per_node = np.median(np.array([[t.seconds for t in r[1]] for r in runs]), axis=0)
@@ -73,8 +75,9 @@ class Executable:
         return runs[-1][0], timings
 
     # ---- internals --------------------------------------------------------------------------
-    def _execute(self, inputs: Mapping[str, np.ndarray], observer: Observer | None,
-                 timed: bool) -> tuple[dict[str, np.ndarray], list[NodeTiming]]:
+    def _execute(
+        self, inputs: Mapping[str, np.ndarray], observer: Observer | None, timed: bool
+    ) -> tuple[dict[str, np.ndarray], list[NodeTiming]]:
         env: dict[Value, np.ndarray] = self._bind_inputs(inputs)
         arena = self.memory_plan.new_arena() if self.memory_plan is not None else None
         if arena is not None:
@@ -86,7 +89,9 @@ class Executable:
             t0 = time.perf_counter()
             results = self._call(node, k, args)
             if timed:
-                timings.append(NodeTiming(node.name, node.op, time.perf_counter() - t0, node.attrs.get("primitive", "")))
+                timings.append(
+                    NodeTiming(node.name, node.op, time.perf_counter() - t0, node.attrs.get("primitive", ""))
+                )
             for v, r in zip(node.outputs, results, strict=True):
                 env[v] = r if arena is None else arena.place(v, r)
             if observer is not None:
@@ -110,8 +115,10 @@ class Executable:
             want = dtypes.to_numpy(v.type.dtype)
             r = np.asarray(r)
             if r.shape != v.type.shape:
-                raise LpdcExecutionError(f"kernel produced shape {list(r.shape)} for %{v.name} typed "
-                                         f"{list(v.type.shape)}", where=f"node '{node.name}' ({node.op})")
+                raise LpdcExecutionError(
+                    f"kernel produced shape {list(r.shape)} for %{v.name} typed {list(v.type.shape)}",
+                    where=f"node '{node.name}' ({node.op})",
+                )
             out.append(r if r.dtype == want else r.astype(want))
         return out
 

@@ -16,8 +16,19 @@ from ..registry import ACTIVATION, HAS_WEIGHTS, PURE, Attr, FlopCount, get_op, r
 from ..types import QuantParams, TensorType
 from . import _shape as S
 
-ACTIVATIONS = ("none", "relu", "relu6", "clip", "leaky_relu", "prelu", "sigmoid", "tanh",
-               "hard_sigmoid", "hard_swish", "elu")
+ACTIVATIONS = (
+    "none",
+    "relu",
+    "relu6",
+    "clip",
+    "leaky_relu",
+    "prelu",
+    "sigmoid",
+    "tanh",
+    "hard_sigmoid",
+    "hard_swish",
+    "elu",
+)
 
 EPILOGUE_ATTRS = {
     "activation": Attr("none", "str", ACTIVATIONS),
@@ -66,12 +77,19 @@ def _acc_quant(out: TensorType, x: TensorType, w: TensorType, c_axis: int) -> Te
 def _check_epilogue(ins: list[TensorType | None], out: TensorType, attrs: dict[str, Any], op: str) -> None:
     bias, residual = (ins + [None, None, None])[2:4]
     if bias is not None:
-        S.require(bias.size == out.shape[S.nchw_axes(out)[0]] if out.rank == 4 else bias.size == out.shape[-1],
-                  f"{op} bias has {bias.size} elements, expected one per output channel")
+        S.require(
+            bias.size == out.shape[S.nchw_axes(out)[0]] if out.rank == 4 else bias.size == out.shape[-1],
+            f"{op} bias has {bias.size} elements, expected one per output channel",
+        )
     if residual is not None:
-        S.require(residual.shape == out.shape, f"{op} residual {list(residual.shape)} differs from output {list(out.shape)}")
+        S.require(
+            residual.shape == out.shape, f"{op} residual {list(residual.shape)} differs from output {list(out.shape)}"
+        )
     has_slope = len(ins) > 4 and ins[4] is not None
-    S.require(has_slope == (attrs["activation"] == "prelu"), f"{op}: prelu activation needs a slope input (input 5) and only it")
+    S.require(
+        has_slope == (attrs["activation"] == "prelu"),
+        f"{op}: prelu activation needs a slope input (input 5) and only it",
+    )
 
 
 def _conv_flops(ins: list[TensorType | None], outs: list[TensorType], attrs: dict[str, Any]) -> FlopCount:
@@ -89,8 +107,15 @@ def epilogue_flops(attrs: dict[str, Any], out: TensorType) -> FlopCount:
     return get_op("clip" if act == "relu6" else act).flops([out], [out], {})
 
 
-@register_op("conv", family="nn", inputs=("x", "w", "b", "residual", "slope"), min_inputs=2,
-             attrs=_CONV_ATTRS, traits=(PURE, HAS_WEIGHTS), flops=_conv_flops)
+@register_op(
+    "conv",
+    family="nn",
+    inputs=("x", "w", "b", "residual", "slope"),
+    min_inputs=2,
+    attrs=_CONV_ATTRS,
+    traits=(PURE, HAS_WEIGHTS),
+    flops=_conv_flops,
+)
 def _infer_conv(ins: list[TensorType | None], attrs: dict[str, Any]) -> list[TensorType]:
     """2-D convolution, weights OIHW, groups and dilation; bias/residual/activation epilogue."""
     blocked = S.blocked_layout(ins[0])  # NCHW<k>c activations are checked as NCHW, then re-blocked
@@ -100,9 +125,14 @@ def _infer_conv(ins: list[TensorType | None], attrs: dict[str, Any]) -> list[Ten
     S.require(w.rank == 4, f"conv weight must be 4-D (OIHW), got {list(w.shape)}")
     group = attrs["group"]
     cin, cout = x.shape[c_ax], w.shape[0]
-    S.require(group >= 1 and cin % group == 0 and cout % group == 0,
-              f"group {group} must divide input channels {cin} and output channels {cout}")
-    S.require(w.shape[1] * group == cin, f"weight {list(w.shape)} expects {w.shape[1] * group} input channels, input has {cin}")
+    S.require(
+        group >= 1 and cin % group == 0 and cout % group == 0,
+        f"group {group} must divide input channels {cin} and output channels {cout}",
+    )
+    S.require(
+        w.shape[1] * group == cin,
+        f"weight {list(w.shape)} expects {w.shape[1] * group} input channels, input has {cin}",
+    )
     sh, sw = S.pair(attrs["stride"], "stride")
     dh, dw = S.pair(attrs["dilation"], "dilation")
     pt, pl, pb, pr = S.pads4(attrs["pad"])
@@ -122,16 +152,25 @@ def _deconv_flops(ins: list[TensorType | None], outs: list[TensorType], attrs: d
     return FlopCount(mul=macs, add=macs + bias, mac=macs) + epilogue_flops(attrs, outs[0])
 
 
-@register_op("conv_transpose", family="nn", inputs=("x", "w", "b"), min_inputs=2,
-             attrs={**_CONV_ATTRS, "output_padding": Attr([0, 0], "ints")},
-             traits=(PURE, HAS_WEIGHTS), flops=_deconv_flops)
+@register_op(
+    "conv_transpose",
+    family="nn",
+    inputs=("x", "w", "b"),
+    min_inputs=2,
+    attrs={**_CONV_ATTRS, "output_padding": Attr([0, 0], "ints")},
+    traits=(PURE, HAS_WEIGHTS),
+    flops=_deconv_flops,
+)
 def _infer_deconv(ins: list[TensorType | None], attrs: dict[str, Any]) -> list[TensorType]:
     """Transposed 2-D convolution; weights are (C_in, C_out/group, kH, kW) as in ONNX and Caffe."""
     x, w = S.present(ins[0], "x"), S.present(ins[1], "w")
     c_ax, h_ax, w_ax = S.nchw_axes(x)
     S.require(w.rank == 4, f"conv_transpose weight must be 4-D, got {list(w.shape)}")
     group = attrs["group"]
-    S.require(w.shape[0] == x.shape[c_ax], f"weight {list(w.shape)} expects {w.shape[0]} input channels, input has {x.shape[c_ax]}")
+    S.require(
+        w.shape[0] == x.shape[c_ax],
+        f"weight {list(w.shape)} expects {w.shape[0]} input channels, input has {x.shape[c_ax]}",
+    )
     S.require(group >= 1 and x.shape[c_ax] % group == 0, f"group {group} must divide input channels {x.shape[c_ax]}")
     sh, sw = S.pair(attrs["stride"], "stride")
     dh, dw = S.pair(attrs["dilation"], "dilation")
@@ -154,15 +193,24 @@ def _fc_flops(ins: list[TensorType | None], outs: list[TensorType], attrs: dict[
     return FlopCount(mul=macs, add=macs - outs[0].size + extra, mac=macs) + epilogue_flops(attrs, outs[0])
 
 
-@register_op("fully_connected", family="nn", inputs=("x", "w", "b", "residual", "slope"), min_inputs=2,
-             attrs={"axis": Attr(1, "int"), **EPILOGUE_ATTRS}, traits=(PURE, HAS_WEIGHTS), flops=_fc_flops)
+@register_op(
+    "fully_connected",
+    family="nn",
+    inputs=("x", "w", "b", "residual", "slope"),
+    min_inputs=2,
+    attrs={"axis": Attr(1, "int"), **EPILOGUE_ATTRS},
+    traits=(PURE, HAS_WEIGHTS),
+    flops=_fc_flops,
+)
 def _infer_fc(ins: list[TensorType | None], attrs: dict[str, Any]) -> list[TensorType]:
     """y = x' @ w.T + b, where x' flattens x from `axis` on (Caffe InnerProduct); w is (M, K)."""
     x, w = S.present(ins[0], "x"), S.present(ins[1], "w")
     axis = S.norm_axis(attrs["axis"], x.rank)
     S.require(w.rank == 2, f"fully_connected weight must be 2-D (M, K), got {list(w.shape)}")
     k = S.numel(x.shape[axis:])
-    S.require(w.shape[1] == k, f"weight {list(w.shape)} expects K={w.shape[1]}, input {list(x.shape)} flattens to K={k}")
+    S.require(
+        w.shape[1] == k, f"weight {list(w.shape)} expects K={w.shape[1]}, input {list(x.shape)} flattens to K={k}"
+    )
     out = TensorType(tuple(x.shape[:axis]) + (w.shape[0],), _acc_dtype(x))
     out = _acc_quant(out, x, w, out.rank - 1)
     _check_epilogue(ins, out, attrs, "fully_connected")
@@ -179,10 +227,19 @@ def _gemm_flops(ins: list[TensorType | None], outs: list[TensorType], attrs: dic
     return FlopCount(mul=mul, add=n * max(k - 1, 0) + (n if has_c else 0), mac=n * k)
 
 
-@register_op("gemm", family="nn", inputs=("a", "b", "c"), min_inputs=2,
-             attrs={"alpha": Attr(1.0, "float"), "beta": Attr(1.0, "float"),
-                    "trans_a": Attr(False, "bool"), "trans_b": Attr(False, "bool")},
-             flops=_gemm_flops)
+@register_op(
+    "gemm",
+    family="nn",
+    inputs=("a", "b", "c"),
+    min_inputs=2,
+    attrs={
+        "alpha": Attr(1.0, "float"),
+        "beta": Attr(1.0, "float"),
+        "trans_a": Attr(False, "bool"),
+        "trans_b": Attr(False, "bool"),
+    },
+    flops=_gemm_flops,
+)
 def _infer_gemm(ins: list[TensorType | None], attrs: dict[str, Any]) -> list[TensorType]:
     """ONNX Gemm: alpha * op(a) @ op(b) + beta * c, c broadcast to (M, N)."""
     a, b = S.present(ins[0], "a"), S.present(ins[1], "b")
@@ -191,7 +248,9 @@ def _infer_gemm(ins: list[TensorType | None], attrs: dict[str, Any]) -> list[Ten
     kb, n = (b.shape[1], b.shape[0]) if attrs["trans_b"] else b.shape
     S.require(ka == kb, f"gemm inner dimensions differ: {ka} vs {kb}")
     if len(ins) > 2 and ins[2] is not None:
-        S.require(S.broadcast(ins[2].shape, (m, n)) == (m, n), f"gemm c {list(ins[2].shape)} does not broadcast to {[m, n]}")
+        S.require(
+            S.broadcast(ins[2].shape, (m, n)) == (m, n), f"gemm c {list(ins[2].shape)} does not broadcast to {[m, n]}"
+        )
     return [TensorType((m, n), _acc_dtype(a))]
 
 

@@ -22,8 +22,14 @@ def _bn_flops(ins: list[TensorType | None], outs: list[TensorType], attrs: dict[
     return FlopCount(mul=n, add=2 * n, div=n)
 
 
-@register_op("batch_norm", family="norm", inputs=("x", "scale", "bias", "mean", "var"),
-             attrs={"eps": Attr(1e-5, "float")}, traits=(PURE, HAS_WEIGHTS), flops=_bn_flops)
+@register_op(
+    "batch_norm",
+    family="norm",
+    inputs=("x", "scale", "bias", "mean", "var"),
+    attrs={"eps": Attr(1e-5, "float")},
+    traits=(PURE, HAS_WEIGHTS),
+    flops=_bn_flops,
+)
 def _infer_bn(ins: list[TensorType | None], attrs: dict[str, Any]) -> list[TensorType]:
     """y = scale * (x - mean) / sqrt(var + eps) + bias, per channel (inference form)."""
     x = S.present(ins[0], "x")
@@ -39,6 +45,7 @@ def _affine_flops(kind: str):
         n = outs[0].size
         has_bias = kind == "scale" and len(ins) > 2 and ins[2] is not None
         return FlopCount(mul=n, add=n if has_bias else 0) if kind == "scale" else FlopCount(add=n)
+
     return fn
 
 
@@ -46,12 +53,21 @@ def _param_axes(x: TensorType, p: TensorType, axis: int, op: str) -> None:
     axis = S.norm_axis(axis, x.rank)
     dims = tuple(d for d in p.shape)
     # Caffe lets the parameter be given with trailing 1s stripped or as a flat vector over one axis.
-    S.require(x.shape[axis:axis + len(dims)] == dims or (p.rank == 1 and x.shape[axis] == p.size),
-              f"{op} parameter {list(p.shape)} does not match input {list(x.shape)} from axis {axis}")
+    S.require(
+        x.shape[axis : axis + len(dims)] == dims or (p.rank == 1 and x.shape[axis] == p.size),
+        f"{op} parameter {list(p.shape)} does not match input {list(x.shape)} from axis {axis}",
+    )
 
 
-@register_op("scale", family="norm", inputs=("x", "s", "b"), min_inputs=2, attrs={"axis": Attr(1, "int")},
-             traits=(PURE, HAS_WEIGHTS), flops=_affine_flops("scale"))
+@register_op(
+    "scale",
+    family="norm",
+    inputs=("x", "s", "b"),
+    min_inputs=2,
+    attrs={"axis": Attr(1, "int")},
+    traits=(PURE, HAS_WEIGHTS),
+    flops=_affine_flops("scale"),
+)
 def _infer_scale(ins: list[TensorType | None], attrs: dict[str, Any]) -> list[TensorType]:
     """Caffe Scale: y = x * s (+ b), s laid over x's axes starting at `axis`."""
     x, s = S.present(ins[0], "x"), S.present(ins[1], "s")
@@ -61,8 +77,14 @@ def _infer_scale(ins: list[TensorType | None], attrs: dict[str, Any]) -> list[Te
     return [x]
 
 
-@register_op("bias", family="norm", inputs=("x", "b"), attrs={"axis": Attr(1, "int")},
-             traits=(PURE, HAS_WEIGHTS), flops=_affine_flops("bias"))
+@register_op(
+    "bias",
+    family="norm",
+    inputs=("x", "b"),
+    attrs={"axis": Attr(1, "int")},
+    traits=(PURE, HAS_WEIGHTS),
+    flops=_affine_flops("bias"),
+)
 def _infer_bias(ins: list[TensorType | None], attrs: dict[str, Any]) -> list[TensorType]:
     """Caffe Bias: y = x + b, b laid over x's axes starting at `axis`."""
     x, b = S.present(ins[0], "x"), S.present(ins[1], "b")
@@ -77,10 +99,19 @@ def _lrn_flops(ins: list[TensorType | None], outs: list[TensorType], attrs: dict
     return FlopCount(mul=n * (window + 1), add=n * window, div=n, other=n)
 
 
-@register_op("lrn", family="norm", inputs=("x",),
-             attrs={"size": Attr(5, "int"), "alpha": Attr(1e-4, "float"), "beta": Attr(0.75, "float"),
-                    "bias": Attr(1.0, "float"), "region": Attr("across", "str", ("across", "within"))},
-             flops=_lrn_flops)
+@register_op(
+    "lrn",
+    family="norm",
+    inputs=("x",),
+    attrs={
+        "size": Attr(5, "int"),
+        "alpha": Attr(1e-4, "float"),
+        "beta": Attr(0.75, "float"),
+        "bias": Attr(1.0, "float"),
+        "region": Attr("across", "str", ("across", "within")),
+    },
+    flops=_lrn_flops,
+)
 def _infer_lrn(ins: list[TensorType | None], attrs: dict[str, Any]) -> list[TensorType]:
     """Local response normalisation: x / (bias + alpha/n * sum(x^2 over window))^beta, window across
     channels (n = size) or within a channel (size x size spatial window, n = size^2)."""
@@ -99,9 +130,14 @@ def _normalize_flops(ins: list[TensorType | None], outs: list[TensorType], attrs
     return FlopCount(mul=2 * x.size, add=x.size, div=x.size, other=norms)
 
 
-@register_op("normalize", family="norm", inputs=("x", "scale"),
-             attrs={"across_spatial": Attr(True, "bool"), "channel_shared": Attr(True, "bool"), "eps": Attr(1e-10, "float")},
-             traits=(PURE, HAS_WEIGHTS), flops=_normalize_flops)
+@register_op(
+    "normalize",
+    family="norm",
+    inputs=("x", "scale"),
+    attrs={"across_spatial": Attr(True, "bool"), "channel_shared": Attr(True, "bool"), "eps": Attr(1e-10, "float")},
+    traits=(PURE, HAS_WEIGHTS),
+    flops=_normalize_flops,
+)
 def _infer_normalize(ins: list[TensorType | None], attrs: dict[str, Any]) -> list[TensorType]:
     """SSD Normalize: L2-normalise over (C,H,W) or over C at each pixel, then multiply by scale."""
     x, s = S.present(ins[0], "x"), S.present(ins[1], "scale")
@@ -122,9 +158,16 @@ def _make_softmax(name: str):
         S.norm_axis(attrs["axis"], x.rank)
         S.require(x.dtype.startswith("f"), f"{name} needs a float input, got {x.dtype}")
         return [x]
+
     return infer
 
 
 for _name in ("softmax", "log_softmax"):
-    register_op(_name, family="norm", inputs=("x",), attrs={"axis": Attr(-1, "int")}, flops=_softmax_flops,
-                doc=f"{_name} along one axis (numerically stable: max subtracted first)")(_make_softmax(_name))
+    register_op(
+        _name,
+        family="norm",
+        inputs=("x",),
+        attrs={"axis": Attr(-1, "int")},
+        flops=_softmax_flops,
+        doc=f"{_name} along one axis (numerically stable: max subtracted first)",
+    )(_make_softmax(_name))

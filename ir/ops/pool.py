@@ -27,6 +27,7 @@ def _pool_flops(kind: str):
         if kind == "max":
             return FlopCount(cmp=n)
         return FlopCount(add=n, div=outs[0].size)
+
     return fn
 
 
@@ -37,8 +38,10 @@ def _infer_window(ins: list[TensorType | None], attrs: dict[str, Any]) -> list[T
     sh, sw = S.pair(attrs["stride"], "stride")
     dh, dw = S.pair(attrs["dilation"], "dilation")
     pt, pl, pb, pr = S.pads4(attrs["pad"])
-    S.require(pt < kh * dh and pb < kh * dh and pl < kw * dw and pr < kw * dw,
-              f"padding {[pt, pl, pb, pr]} must be smaller than the kernel {[kh, kw]}")
+    S.require(
+        pt < kh * dh and pb < kh * dh and pl < kw * dw and pr < kw * dw,
+        f"padding {[pt, pl, pb, pr]} must be smaller than the kernel {[kh, kw]}",
+    )
     ho = S.window_out(x.shape[h_ax], kh, sh, pt, pb, dh, attrs["ceil_mode"])
     wo = S.window_out(x.shape[w_ax], kw, sw, pl, pr, dw, attrs["ceil_mode"])
     return [S.make_nchw_like(x, x.shape[0], x.shape[c_ax], ho, wo)]
@@ -61,6 +64,7 @@ def _global_flops(kind: str):
         x = S.present(ins[0], "x")
         n = x.size - outs[0].size
         return FlopCount(cmp=n) if kind == "max" else FlopCount(add=n, div=outs[0].size)
+
     return fn
 
 
@@ -70,13 +74,17 @@ def _infer_global(ins: list[TensorType | None], attrs: dict[str, Any]) -> list[T
     return [S.make_nchw_like(x, x.shape[0], x.shape[c_ax], 1, 1)]
 
 
-@register_op("global_avg_pool", family="pool", inputs=("x",), traits=(PURE, LAYOUT_AGNOSTIC), flops=_global_flops("avg"))
+@register_op(
+    "global_avg_pool", family="pool", inputs=("x",), traits=(PURE, LAYOUT_AGNOSTIC), flops=_global_flops("avg")
+)
 def _infer_gap(ins: list[TensorType | None], attrs: dict[str, Any]) -> list[TensorType]:
     """Mean over the spatial axes, keeping them as 1x1."""
     return _infer_global(ins, attrs)
 
 
-@register_op("global_max_pool", family="pool", inputs=("x",), traits=(PURE, LAYOUT_AGNOSTIC), flops=_global_flops("max"))
+@register_op(
+    "global_max_pool", family="pool", inputs=("x",), traits=(PURE, LAYOUT_AGNOSTIC), flops=_global_flops("max")
+)
 def _infer_gmp(ins: list[TensorType | None], attrs: dict[str, Any]) -> list[TensorType]:
     """Max over the spatial axes, keeping them as 1x1."""
     return _infer_global(ins, attrs)

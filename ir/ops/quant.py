@@ -54,14 +54,17 @@ def _infer_quantize(ins: list[TensorType | None], attrs: dict[str, Any]) -> list
     return [_quant_type(x, attrs, "quantize")]
 
 
-@register_op("dequantize", family="quant", inputs=("x",), attrs={"dtype": Attr("f32", "str")},
-             flops=_per_elem(mul=1, add=1))
+@register_op(
+    "dequantize", family="quant", inputs=("x",), attrs={"dtype": Attr("f32", "str")}, flops=_per_elem(mul=1, add=1)
+)
 def _infer_dequantize(ins: list[TensorType | None], attrs: dict[str, Any]) -> list[TensorType]:
     """Integer to float with the input type's quantization: x = scale * (q - zero_point)."""
     x = S.present(ins[0], "x")
     is_fixed = dtypes.fixed_bits(x.dtype) is not None
-    S.require(is_fixed or x.quant is not None or x.dtype == "i32",
-              f"dequantize needs a quantized or fixed-point input, got {x.dtype} without quantization")
+    S.require(
+        is_fixed or x.quant is not None or x.dtype == "i32",
+        f"dequantize needs a quantized or fixed-point input, got {x.dtype} without quantization",
+    )
     S.require(dtypes.is_float(attrs["dtype"]), "dequantize produces a float dtype")
     return [TensorType(x.shape, attrs["dtype"], x.layout)]
 
@@ -83,10 +86,14 @@ def _infer_requantize(ins: list[TensorType | None], attrs: dict[str, Any]) -> li
     S.require(len(mult) == len(shift), f"requantize has {len(mult)} multipliers but {len(shift)} shifts")
     if mult:
         per_channel = x.quant is not None and x.quant.axis is not None
-        S.require(len(mult) == 1 or (per_channel and len(mult) == len(x.quant.scale)),
-                  f"requantize takes one multiplier or one per input channel, got {len(mult)}")
-        S.require(all(0 <= m < 2**31 for m in mult) and all(0 <= s <= 62 for s in shift),
-                  "requantize multipliers must lie in [0, 2**31) and shifts in [0, 62]")
+        S.require(
+            len(mult) == 1 or (per_channel and len(mult) == len(x.quant.scale)),
+            f"requantize takes one multiplier or one per input channel, got {len(mult)}",
+        )
+        S.require(
+            all(0 <= m < 2**31 for m in mult) and all(0 <= s <= 62 for s in shift),
+            "requantize multipliers must lie in [0, 2**31) and shifts in [0, 62]",
+        )
     return [_quant_type(x, attrs, "requantize")]
 
 
@@ -112,9 +119,13 @@ def _logical(shape: tuple[int, ...], layout: str) -> tuple[int, int, int, int]:
     return n, c, h, w
 
 
-@register_op("layout_convert", family="quant", inputs=("x",),
-             attrs={"src": Attr("NCHW", "str"), "dst": Attr("NHWC", "str"), "channels": Attr(0, "int")},
-             traits=(PURE, SHAPE_ONLY))
+@register_op(
+    "layout_convert",
+    family="quant",
+    inputs=("x",),
+    attrs={"src": Attr("NCHW", "str"), "dst": Attr("NHWC", "str"), "channels": Attr(0, "int")},
+    traits=(PURE, SHAPE_ONLY),
+)
 def _infer_layout_convert(ins: list[TensorType | None], attrs: dict[str, Any]) -> list[TensorType]:
     """Move a 4-D activation between NCHW, NHWC and blocked NCHW<k>c (zero-padded channel blocks;
     `channels` records the true channel count so converting back drops the padding)."""
@@ -122,10 +133,16 @@ def _infer_layout_convert(ins: list[TensorType | None], attrs: dict[str, Any]) -
     src, dst = attrs["src"], attrs["dst"]
     for lay in (src, dst):
         S.require(lay in ("NCHW", "NHWC") or is_blocked_layout(lay), f"layout_convert does not know layout {lay}")
-    S.require((x.effective_layout or "NCHW") == src, f"layout_convert src {src} but input layout is {x.effective_layout}")
+    S.require(
+        (x.effective_layout or "NCHW") == src, f"layout_convert src {src} but input layout is {x.effective_layout}"
+    )
     shape = layout_shape(x.shape, src, dst)
     if not is_blocked_layout(dst) and is_blocked_layout(src):
         S.require(attrs["channels"] > 0, "layout_convert from a blocked layout needs `channels`")
         n, _, h, w = _logical(x.shape, src)
         shape = layout_shape((n, attrs["channels"], h, w), "NCHW", dst)
-    return [TensorType(shape, x.dtype, None if dst == "NCHW" else dst, x.quant if x.quant and x.quant.axis is None else None)]
+    return [
+        TensorType(
+            shape, x.dtype, None if dst == "NCHW" else dst, x.quant if x.quant and x.quant.axis is None else None
+        )
+    ]

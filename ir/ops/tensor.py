@@ -25,8 +25,9 @@ def _infer_identity(ins: list[TensorType | None], attrs: dict[str, Any]) -> list
     return [S.present(ins[0], "x")]
 
 
-@register_op("dropout", family="tensor", inputs=("x",), attrs={"ratio": Attr(0.5, "float")},
-             traits=_MOVE + (LAYOUT_AGNOSTIC,))
+@register_op(
+    "dropout", family="tensor", inputs=("x",), attrs={"ratio": Attr(0.5, "float")}, traits=_MOVE + (LAYOUT_AGNOSTIC,)
+)
 def _infer_dropout(ins: list[TensorType | None], attrs: dict[str, Any]) -> list[TensorType]:
     """Identity at inference."""
     return [S.present(ins[0], "x")]
@@ -40,23 +41,28 @@ def _infer_concat(ins: list[TensorType | None], attrs: dict[str, Any]) -> list[T
     rank = ts[0].rank
     axis = S.norm_axis(attrs["axis"], rank)
     for t in ts[1:]:
-        S.require(t.rank == rank and all(t.shape[i] == ts[0].shape[i] for i in range(rank) if i != axis),
-                  f"concat on axis {axis}: shapes {[list(t.shape) for t in ts]} disagree off the axis")
+        S.require(
+            t.rank == rank and all(t.shape[i] == ts[0].shape[i] for i in range(rank) if i != axis),
+            f"concat on axis {axis}: shapes {[list(t.shape) for t in ts]} disagree off the axis",
+        )
     shape = list(ts[0].shape)
     shape[axis] = sum(t.shape[axis] for t in ts)
     return [TensorType(tuple(shape), dtype, ts[0].layout)]
 
 
-@register_op("split", family="tensor", inputs=("x",), attrs={"axis": Attr(1, "int"), "sizes": Attr([], "ints")},
-             traits=_MOVE)
+@register_op(
+    "split", family="tensor", inputs=("x",), attrs={"axis": Attr(1, "int"), "sizes": Attr([], "ints")}, traits=_MOVE
+)
 def _infer_split(ins: list[TensorType | None], attrs: dict[str, Any]) -> list[TensorType]:
     """Cut along `axis` into pieces of the given sizes (one output each)."""
     x = S.present(ins[0], "x")
     axis = S.norm_axis(attrs["axis"], x.rank)
     sizes = attrs["sizes"]
-    S.require(len(sizes) >= 1 and all(s >= 0 for s in sizes) and sum(sizes) == x.shape[axis],
-              f"split sizes {sizes} must be non-negative and sum to {x.shape[axis]}")
-    return [x.with_shape(x.shape[:axis] + (s,) + x.shape[axis + 1:]) for s in sizes]
+    S.require(
+        len(sizes) >= 1 and all(s >= 0 for s in sizes) and sum(sizes) == x.shape[axis],
+        f"split sizes {sizes} must be non-negative and sum to {x.shape[axis]}",
+    )
+    return [x.with_shape(x.shape[:axis] + (s,) + x.shape[axis + 1 :]) for s in sizes]
 
 
 def slice_bounds(dim: int, start: int, end: int, step: int) -> range:
@@ -65,9 +71,13 @@ def slice_bounds(dim: int, start: int, end: int, step: int) -> range:
     return range(dim)[slice(start, end, step)]
 
 
-@register_op("slice", family="tensor", inputs=("x",),
-             attrs={"starts": Attr([], "ints"), "ends": Attr([], "ints"), "axes": Attr([], "ints"),
-                    "steps": Attr([], "ints")}, traits=_MOVE)
+@register_op(
+    "slice",
+    family="tensor",
+    inputs=("x",),
+    attrs={"starts": Attr([], "ints"), "ends": Attr([], "ints"), "axes": Attr([], "ints"), "steps": Attr([], "ints")},
+    traits=_MOVE,
+)
 def _infer_slice(ins: list[TensorType | None], attrs: dict[str, Any]) -> list[TensorType]:
     """x[starts:ends:steps] on `axes` (all axes in order when empty), NumPy clamping."""
     x = S.present(ins[0], "x")
@@ -110,12 +120,19 @@ def resolve_reshape(in_shape: tuple[int, ...], spec: list[int], allowzero: bool 
     return tuple(out)
 
 
-@register_op("reshape", family="tensor", inputs=("x",), attrs={"shape": Attr([], "ints"), "allowzero": Attr(False, "bool")},
-             traits=_MOVE)
+@register_op(
+    "reshape",
+    family="tensor",
+    inputs=("x",),
+    attrs={"shape": Attr([], "ints"), "allowzero": Attr(False, "bool")},
+    traits=_MOVE,
+)
 def _infer_reshape(ins: list[TensorType | None], attrs: dict[str, Any]) -> list[TensorType]:
     """Reinterpret with a new shape (0 = keep that dimension, -1 = inferred)."""
     x = S.present(ins[0], "x")
-    return [TensorType(resolve_reshape(x.shape, attrs["shape"], attrs["allowzero"]), x.dtype, None, _keep_tensor_quant(x))]
+    return [
+        TensorType(resolve_reshape(x.shape, attrs["shape"], attrs["allowzero"]), x.dtype, None, _keep_tensor_quant(x))
+    ]
 
 
 @register_op("transpose", family="tensor", inputs=("x",), attrs={"perm": Attr([], "ints")}, traits=_MOVE)
@@ -149,9 +166,17 @@ def _infer_unsqueeze(ins: list[TensorType | None], attrs: dict[str, Any]) -> lis
     return [TensorType(tuple(shape), x.dtype, None, _keep_tensor_quant(x))]
 
 
-@register_op("pad", family="tensor", inputs=("x",),
-             attrs={"pads": Attr([], "ints"), "mode": Attr("constant", "str", ("constant", "reflect", "edge", "wrap")),
-                    "value": Attr(0.0, "float")}, traits=_MOVE)
+@register_op(
+    "pad",
+    family="tensor",
+    inputs=("x",),
+    attrs={
+        "pads": Attr([], "ints"),
+        "mode": Attr("constant", "str", ("constant", "reflect", "edge", "wrap")),
+        "value": Attr(0.0, "float"),
+    },
+    traits=_MOVE,
+)
 def _infer_pad(ins: list[TensorType | None], attrs: dict[str, Any]) -> list[TensorType]:
     """Pad each axis: pads = [begin_0, ..., begin_n, end_0, ..., end_n] (ONNX order); negatives crop."""
     x = S.present(ins[0], "x")
@@ -160,13 +185,16 @@ def _infer_pad(ins: list[TensorType | None], attrs: dict[str, Any]) -> list[Tens
     shape = tuple(d + pads[i] + pads[i + x.rank] for i, d in enumerate(x.shape))
     S.require(all(d >= 0 for d in shape), f"pads {pads} crop {list(x.shape)} below zero")
     if attrs["mode"] == "reflect":
-        S.require(all(max(pads[i], pads[i + x.rank]) < max(d, 1) or d == 0 for i, d in enumerate(x.shape)),
-                  "reflect padding must be smaller than the axis")
+        S.require(
+            all(max(pads[i], pads[i + x.rank]) < max(d, 1) or d == 0 for i, d in enumerate(x.shape)),
+            "reflect padding must be smaller than the axis",
+        )
     return [x.with_shape(shape)]
 
 
-@register_op("shape", family="tensor", inputs=("x",), attrs={"start": Attr(0, "int"), "end": Attr(None, "int")},
-             traits=(PURE,))
+@register_op(
+    "shape", family="tensor", inputs=("x",), attrs={"start": Attr(0, "int"), "end": Attr(None, "int")}, traits=(PURE,)
+)
 def _infer_shape(ins: list[TensorType | None], attrs: dict[str, Any]) -> list[TensorType]:
     """The input's shape as an i64 vector (sliced by start/end as in ONNX Shape-15)."""
     x = S.present(ins[0], "x")
@@ -179,7 +207,7 @@ def _infer_gather(ins: list[TensorType | None], attrs: dict[str, Any]) -> list[T
     x, idx = S.present(ins[0], "x"), S.present(ins[1], "indices")
     S.require(dtypes.is_int(idx.dtype), f"gather indices must be integers, got {idx.dtype}")
     axis = S.norm_axis(attrs["axis"], x.rank)
-    return [TensorType(x.shape[:axis] + idx.shape + x.shape[axis + 1:], x.dtype)]
+    return [TensorType(x.shape[:axis] + idx.shape + x.shape[axis + 1 :], x.dtype)]
 
 
 @register_op("cast", family="tensor", inputs=("x",), attrs={"to": Attr("f32", "str")}, traits=(PURE,))
@@ -196,6 +224,7 @@ def _reduce_flops(kind: str):
         if kind in ("max", "min"):
             return FlopCount(cmp=n)
         return FlopCount(add=n, div=outs[0].size if kind == "mean" else 0)
+
     return fn
 
 
@@ -205,11 +234,17 @@ def _make_reduce(name: str):
         axes = {S.norm_axis(a, x.rank) for a in attrs["axes"]} or set(range(x.rank))
         shape = [1 if i in axes else d for i, d in enumerate(x.shape) if attrs["keepdims"] or i not in axes]
         return [TensorType(tuple(shape), x.dtype)]
+
     return infer
 
 
 for _name in ("reduce_mean", "reduce_sum", "reduce_max", "reduce_min"):
-    register_op(_name, family="tensor", inputs=("x",),
-                attrs={"axes": Attr([], "ints"), "keepdims": Attr(True, "bool")},
-                traits=(PURE,), flops=_reduce_flops(_name[7:]),
-                doc=f"{_name[7:]} over `axes` (all when empty), keeping them as size 1 when keepdims")(_make_reduce(_name))
+    register_op(
+        _name,
+        family="tensor",
+        inputs=("x",),
+        attrs={"axes": Attr([], "ints"), "keepdims": Attr(True, "bool")},
+        traits=(PURE,),
+        flops=_reduce_flops(_name[7:]),
+        doc=f"{_name[7:]} over `axes` (all when empty), keeping them as size 1 when keepdims",
+    )(_make_reduce(_name))

@@ -12,7 +12,11 @@ from . import kernel
 
 def _pool(node, x: np.ndarray, kind: str) -> np.ndarray:
     a = node.attrs
-    (kh, kw), (sh, sw), (dh, dw) = pair(a["kernel"], "kernel"), pair(a["stride"], "stride"), pair(a["dilation"], "dilation")
+    (kh, kw), (sh, sw), (dh, dw) = (
+        pair(a["kernel"], "kernel"),
+        pair(a["stride"], "stride"),
+        pair(a["dilation"], "dilation"),
+    )
     pt, pl, pb, pr = pads4(a["pad"])
     layout = node.inputs[0].type.effective_layout
     out_t = node.outputs[0].type
@@ -34,7 +38,7 @@ def _pool(node, x: np.ndarray, kind: str) -> np.ndarray:
     if a["count_include_pad"]:
         mask[:, :, : h + pt + pb, : w + pl + pr] = 1
     else:
-        mask[:, :, pt:pt + h, pl:pl + w] = 1
+        mask[:, :, pt : pt + h, pl : pl + w] = 1
     count = windows(mask, kh, kw, (sh, sw), (dh, dw), (ho, wo)).sum(axis=(2, 3))
     return (total / np.maximum(count, 1)).astype(x.dtype)
 
