@@ -10,7 +10,7 @@
     worker.py      the worker process (`python -m lpdc.autotune.worker`)
     campaign.py    a campaign: measure what the database lacks, then solve the plan with it
     ranking.py     the experiment that checks measured costs rank plans like real latency
-    cli.py         `lpdc tune`, `lpdc rpc`, `lpdc tunedb`
+    (tools/tune_cli.py holds the `lpdc tune`, `lpdc rpc` and `lpdc tunedb` commands)
 
 Plugging measured costs into primitive selection (measured first, the analytical model for the
 layers the database does not cover; plans report which was used, `lpdc tune --explain` per layer):

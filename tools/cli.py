@@ -286,7 +286,7 @@ def build_parser() -> argparse.ArgumentParser:
     from .commands import add_tool_commands
 
     add_tool_commands(model_cmd)  # analyze, bench, viz
-    from ..autotune.cli import add_tune_commands
+    from .tune_cli import add_tune_commands
 
     add_tune_commands(sub, model_cmd)  # tune, rpc, tunedb
     from .quantize_cli import add_quantize_command

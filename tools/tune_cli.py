@@ -68,8 +68,8 @@ def _progress(args: argparse.Namespace, total: int) -> tuple[Callable[[Any], Non
 
 
 def _runner(args: argparse.Namespace):
-    from .measure import LocalRunner
-    from .rpc import RPCRunner
+    from ..autotune.measure import LocalRunner
+    from ..autotune.rpc import RPCRunner
 
     if bool(args.tracker) != bool(args.key):
         raise LpdcError("--tracker and --key go together")
@@ -79,8 +79,8 @@ def _runner(args: argparse.Namespace):
             raise LpdcError("the numpy target is measured on this host; --tracker needs a TVM target (x86, a72, a53)")
         return RPCRunner(_host_port(args.tracker, "--tracker"), args.key, args.target, args.device_model,
                          plugins=args.plugin, cache_dir=cache)
+    from ..autotune.tvm_kind import DEVICE_TARGETS
     from ..backends.target import Target
-    from .tvm_kind import DEVICE_TARGETS
 
     foreign = [d.name for d in Target(args.target).devices if DEVICE_TARGETS.get(d.name, ({}, ""))[1]]
     if foreign and not args.tvm_target:
@@ -90,10 +90,18 @@ def _runner(args: argparse.Namespace):
 
 
 def cmd_tune(args: argparse.Namespace) -> int:
-    from ..tools.cli import _model_spec, load_model
-    from .campaign import Campaign, CampaignOptions, explain_origins, plan_to_json, solve_plan, tvm_plan, write_json
-    from .db import Database, DatabaseCostSource
-    from .layers import model_work, optimise
+    from ..autotune.campaign import (
+        Campaign,
+        CampaignOptions,
+        explain_origins,
+        plan_to_json,
+        solve_plan,
+        tvm_plan,
+        write_json,
+    )
+    from ..autotune.db import Database, DatabaseCostSource
+    from ..autotune.layers import model_work, optimise
+    from .cli import _model_spec, load_model
 
     specs = [args.model, *args.more_models]
     graphs = []
@@ -151,7 +159,7 @@ def _report(args: argparse.Namespace, out: dict[str, Any], plans: list[Any], ori
 
 
 def cmd_rpc(args: argparse.Namespace) -> int:
-    from .rpc import check_bind, start_server, start_tracker
+    from ..autotune.rpc import check_bind, start_server, start_tracker
 
     if args.rpc_cmd == "status":
         host, port = _host_port(args.tracker, "--tracker")
@@ -179,7 +187,7 @@ def cmd_rpc(args: argparse.Namespace) -> int:
 
 
 def cmd_tunedb(args: argparse.Namespace) -> int:
-    from .db import Database
+    from ..autotune.db import Database
 
     path = Path(args.db) if args.db else default_db_path()
     with Database(path) as db:
