@@ -201,12 +201,6 @@ def cmd_zoo(args: argparse.Namespace) -> int:
     return 0
 
 
-def _not_yet(feature: str):
-    def run(args: argparse.Namespace) -> int:
-        raise LpdcError(f"'lpdc {feature}' is not available in this build of lpdc yet")
-    return run
-
-
 EPILOG = """exit codes:
   0    success
   1    an lpdc error: bad model, input or option value, unsupported feature (the message names the file/node)
