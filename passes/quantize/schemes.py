@@ -17,6 +17,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from ...backends.numpy.kernels.quant import broadcast_params
 from ...errors import LpdcError
 from ...ir import QuantParams, TensorType, dtypes
 
@@ -68,13 +69,7 @@ class QFormat:
         return TensorType(tuple(shape), self.dtype, None, self.quant_params())
 
     def _params(self, ndim: int) -> tuple[np.ndarray, np.ndarray]:
-        scale = np.asarray(self.scale, np.float64)
-        zp = np.asarray(self.zero_point, np.float64)
-        if self.axis is not None:
-            shape = [1] * ndim
-            shape[self.axis] = -1
-            scale, zp = scale.reshape(shape), zp.reshape(shape)
-        return scale, zp
+        return broadcast_params(self.scale, self.zero_point, self.axis, ndim)
 
     def quantize(self, real: np.ndarray) -> np.ndarray:
         """Reals to stored integers (round half to even, saturate to [qmin, qmax])."""

@@ -2,7 +2,7 @@
 and the primitive primitive selection chose for it.
 
     report = sparsity_report(pruned, choices=plan.choices)   # choices: layer name -> "prim@layout"
-    print(format_report(report))
+    text = format_report(report)                              # a table for the terminal
 """
 
 from __future__ import annotations

@@ -9,15 +9,20 @@ from ..layout import from_nchw, to_nchw
 from . import kernel
 
 
+def broadcast_params(scale, zero_point, axis: int | None, ndim: int) -> tuple[np.ndarray, np.ndarray]:
+    """Scale and zero point as float64 arrays that broadcast over an `ndim`-D tensor (per `axis`)."""
+    s = np.asarray(scale, np.float64)
+    zp = np.asarray(zero_point, np.float64)
+    if axis is not None:
+        shape = [1] * ndim
+        shape[axis] = -1
+        s, zp = s.reshape(shape), zp.reshape(shape)
+    return s, zp
+
+
 def _broadcast_params(t, ndim: int) -> tuple[np.ndarray, np.ndarray]:
     q = t.quant
-    scale = np.asarray(q.scale, np.float64)
-    zp = np.asarray(q.zero_point, np.float64)
-    if q.axis is not None:
-        shape = [1] * ndim
-        shape[q.axis] = -1
-        scale, zp = scale.reshape(shape), zp.reshape(shape)
-    return scale, zp
+    return broadcast_params(q.scale, q.zero_point, q.axis, ndim)
 
 
 def _clamp_cast(q: np.ndarray, dtype: str) -> np.ndarray:
