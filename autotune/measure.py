@@ -173,7 +173,10 @@ class WorkerProcess:
             self.proc.wait()
             for f in (self.proc.stdin, self.proc.stdout):
                 if f is not None:
-                    f.close()
+                    try:  # a buffered write to the dead worker fails again on flush; the fd still closes
+                        f.close()
+                    except OSError:
+                        pass
         if self._stderr is not None:
             self._stderr.close()
         self.proc, self._lines, self._stderr = None, None, None
