@@ -47,14 +47,16 @@ class Plan:
         return {s.node.name: s.reason for s in self.steps if s.func is None and s.node.op not in _SKIP}
 
 
-def plan_graph(g: Graph, tt: TvmTarget, knobs: dict[str, Any] | None = None) -> Plan:
+def plan_graph(g: Graph, tt: TvmTarget, knobs: dict[str, Any] | None = None,
+               only: set[str] | None = None) -> Plan:
     """Lower every node it can; identical kernels get one function. `knobs`: node name ->
-    ConvKnobs overriding that conv's default register tile (the tuning hook)."""
+    ConvKnobs overriding that conv's default register tile (the tuning hook). `only`: the names
+    of the nodes to plan (a heterogeneous plan's CPU side); the others get no step."""
     steps: list[Step] = []
     kernels: dict[str, Lowered] = {}
     by_key: dict[tuple, str] = {}
     for node in g.nodes:
-        if node.op in _SKIP:
+        if node.op in _SKIP or (only is not None and node.name not in only):
             continue
         try:
             low = lower_node(node, g, max(tt.vec, 4), (knobs or {}).get(node.name), tt.registers)

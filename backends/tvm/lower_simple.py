@@ -154,6 +154,32 @@ def _concat(node: Node, g: Graph, vec: int) -> Lowered:
     return _lowered([*ts, out], ins, ("concat", tuple(_shape_of(v) for v in ins), axis))
 
 
+def _slice(node: Node, g: Graph, vec: int) -> Lowered:
+    """A strided window (4-D activations: the logical NCHW axes mapped onto NHWC storage)."""
+    from ...ir.ops.tensor import slice_bounds
+    from .lower import is_act4
+
+    x, a = node.inputs[0], node.attrs
+    rank = x.type.rank
+    axes = [ax % rank for ax in (a["axes"] or range(len(a["starts"])))]
+    steps = a["steps"] or [1] * len(axes)
+    start, step = [0] * rank, [1] * rank
+    for ax, st, en, sp in zip(axes, a["starts"], a["ends"], steps, strict=True):
+        r = slice_bounds(x.type.shape[ax], st, en, sp)
+        start[ax], step[ax] = (r.start if len(r) else 0), sp
+    if is_act4(x) != is_act4(node.output):
+        raise LpdcUnsupportedError("slice between an activation and a plain tensor is not lowered")
+    if is_act4(x):
+        perm = (0, 2, 3, 1)
+        start, step = [start[p] for p in perm], [step[p] for p in perm]
+    xt = te.placeholder(_shape_of(x), name="x")
+    def at(*i: Any) -> Any:
+        return xt(*(s0 + k * sp for s0, k, sp in zip(start, i, step, strict=True)))
+
+    out = te.compute(_shape_of(node.output), at, name="out")
+    return _lowered([xt, out], [x], ("slice", _shape_of(x), _shape_of(node.output), tuple(start), tuple(step)))
+
+
 def _softmax(node: Node, g: Graph, vec: int) -> Lowered:
     x = node.inputs[0]
     if x.type.rank != 2 or node.attrs["axis"] % 2 != 1:
@@ -237,6 +263,7 @@ SIMPLE: dict[str, Callable[[Node, Graph, int], Lowered]] = {
     "max_pool": _window_pool, "avg_pool": _window_pool,
     "global_avg_pool": _global_pool, "global_max_pool": _global_pool,
     "lrn": _lrn, "batch_norm": _batch_norm, "concat": _concat, "flatten": _flatten,
+    "slice": _slice,
     "softmax": _softmax, "log_softmax": _softmax,
     **dict.fromkeys((*_BINARY, *_UNARY), _elementwise),
 }

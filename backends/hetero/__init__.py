@@ -1,0 +1,116 @@
+"""Heterogeneous targets: a CPU side (TVM) and a GPU side (OpenCL) sharing the layers of one graph.
+
+`compile_hetero(graph, "mali+a72")` finds which layers have GPU kernels, prices every layer on
+both sides (the analytical model for a board; measured profiles for devices that are on this
+host, e.g. "x86+opencl"), solves the device/split PBQP (plan.py), rewrites split layers into
+halves (split.py), and builds both sides. For a board target the CPU side is built for this
+host as well, so `exe.run(inputs, emulate=True)` runs the very same plan and OpenCL sources
+here; `exe.save(DIR)` writes the board's artifact (AArch64 library, OpenCL sources, plan.json).
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from typing import Any
+
+import numpy as np
+
+from ...errors import LpdcTargetError
+from ...ir import Graph
+from ..target import Device, Target
+
+log = logging.getLogger(__name__)
+
+
+def sides(tgt: Target) -> tuple[Device, Device]:
+    """(CPU side, GPU side) of a heterogeneous target; several CPU clusters act as one."""
+    gpus = [d for d in tgt.devices if d.backend == "opencl"]
+    cpus = [d for d in tgt.devices if d.kind == "cpu" and d.backend == "tvm"]
+    if len(gpus) != 1 or not cpus or len(gpus) + len(cpus) != len(tgt.devices):
+        raise LpdcTargetError(f"a co-execution target needs one OpenCL device and TVM CPU devices, not {tgt.name!r}",
+                              where=tgt.name)
+    if len(cpus) == 1:
+        return cpus[0], gpus[0]
+    name = "+".join(d.name for d in cpus)
+    return Device(name, "cpu", "tvm", sum(d.peak_gflops for d in cpus), max(d.bandwidth_gbs for d in cpus),
+                  sum(d.cores for d in cpus), cpus[-1].isa, "CPU clusters together"), gpus[0]
+
+
+def random_inputs(graph: Graph, seed: int = 0) -> dict[str, np.ndarray]:
+    rng = np.random.default_rng(seed)
+    return {v.name: rng.standard_normal(v.type.shape).astype(np.float32) for v in graph.inputs}
+
+
+def measure_times(graph: Graph, gpu_full: Any, rt: Any, repeats: int = 3) -> Any:
+    """Profile the whole graph on each side alone (in this process's thread setup)."""
+    from ..opencl.executable import OpenCLExecutable
+    from ..tvm import compile_tvm
+    from .costs import measured_times
+
+    gpu_ok = _gpu_ok(gpu_full)
+    inputs = random_inputs(graph)
+    cpu_exe = compile_tvm(graph, "x86")
+    cpu_exe.run(inputs)
+    _, tc = cpu_exe.profile(inputs, repeats)
+    gpu_exe = OpenCLExecutable(graph, gpu_full, rt)
+    gpu_exe.run(inputs)
+    _, tg = gpu_exe.profile(inputs, repeats)
+    return measured_times(tc, tg, gpu_ok)
+
+
+def _gpu_ok(gpu_plan: Any) -> set[str]:
+    return {s.node.name for s in gpu_plan.steps if s.kernel is not None or s.handwritten is not None}
+
+
+def compile_hetero(graph: Graph, target: str | Target = "mali+a72", costs: str | None = None,
+                   repeats: int = 3, plan: Any = None, **options: Any):
+    """Plan and build `graph` (already optimised) for a CPU + GPU target.
+
+    costs: "model" (analytical) or "measure" (profile both sides here); default: measure when
+    every device of the target is on this host (x86, opencl), else the model. `plan`: a
+    HeteroPlan to use as it is (from an artifact).
+    """
+    from ..opencl.build import plan_gpu
+    from ..opencl.runtime import get_runtime
+    from ..tvm.build import build_module, plan_graph
+    from ..tvm.executable import TvmExecutable
+    from ..tvm.target import tvm_target
+    from .costs import model_times
+    from .executable import HeteroExecutable
+    from .plan import plan_devices
+    from .split import apply_plan
+
+    tgt = Target(target)
+    cpu_dev, gpu_dev = sides(tgt)
+    on_host = cpu_dev.name == "x86" and gpu_dev.name == "opencl"
+    rt = get_runtime()
+    t0 = time.perf_counter()
+    if plan is None:
+        gpu_full = plan_gpu(graph)
+        mode = costs or ("measure" if on_host else "model")
+        if mode == "measure":
+            times = measure_times(graph, gpu_full, rt, repeats)
+        elif mode == "model":
+            times = model_times(graph, cpu_dev, gpu_dev, _gpu_ok(gpu_full))
+        else:
+            raise LpdcTargetError(f"costs must be 'model' or 'measure', not {costs!r}")
+        plan = plan_devices(graph, times, tgt.name, cpu_dev, gpu_dev)
+    g = apply_plan(graph, plan)
+    gpu_names = {n.name for n in g.nodes if n.attrs.get("device") == "gpu"}
+    gpu_plan = plan_gpu(g, only=gpu_names)
+    for name in gpu_plan.fallbacks:  # no GPU kernel after all: the CPU takes it
+        next(n for n in g.nodes if n.name == name).attrs["device"] = "cpu"
+    if gpu_plan.fallbacks:
+        gpu_names -= set(gpu_plan.fallbacks)
+        gpu_plan = plan_gpu(g, only=gpu_names)
+    cpu_names = {n.name for n in g.nodes if n.op != "const" and n.name not in gpu_names}
+    tt = tvm_target("x86")
+    cpu_plan = plan_graph(g, tt, only=cpu_names)
+    cpu_exe = TvmExecutable(g, cpu_plan, build_module(cpu_plan, tt), "x86", True)
+    cpu_exe.tvm_target = tt
+    exe = HeteroExecutable(g, plan, cpu_exe, gpu_plan, rt, tgt.name, emulated=not on_host,
+                           build_seconds=time.perf_counter() - t0)
+    log.info("co-execution plan for %s: %s", tgt.name, {d: sum(c.device == d for c in plan.layers.values())
+                                                        for d in ("cpu", "gpu", "split")})
+    return exe
