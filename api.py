@@ -82,9 +82,17 @@ def _backend_for(tgt: Target):
         from .backends.tvm import compile_tvm
 
         return lambda g, t, **kw: compile_tvm(g, t, **kw)
-    missing = sorted(tgt.backends - {"numpy"})
-    raise LpdcTargetError(f"target {tgt.name!r} needs the {', '.join(missing)} backend, which this build of lpdc "
-                          "does not provide yet; use target='numpy'")
+    if tgt.backends == {"opencl"} and len(tgt.devices) == 1:
+        from .backends.opencl import compile_opencl
+
+        return lambda g, t, **kw: compile_opencl(g, **kw)
+    if tgt.backends == {"opencl", "tvm"}:
+        from .backends.hetero import compile_hetero
+
+        return lambda g, t, **kw: compile_hetero(g, t, **kw)
+    raise LpdcTargetError(f"no backend combines the devices of target {tgt.name!r}; use one CPU device, one "
+                          "OpenCL device ('mali', 'opencl'), or one OpenCL device with CPU clusters ('mali+a72')",
+                          where=tgt.name)
 
 
 def save(graph: Graph, path: str | os.PathLike[str], meta: dict[str, Any] | None = None) -> Path:

@@ -79,18 +79,27 @@ def cmd_run(args: argparse.Namespace) -> int:
     from ..api import compile, load
 
     is_dir = bool(args.model) and not args.model.startswith("zoo:") and args.model != "default" and _is_dir(args.model)
-    if is_dir and _is_tvm_artifact(args.model):  # a compiled TVM library: run it as built
+    run_kw: dict = {}
+    if is_dir and _is_hetero_artifact(args.model):  # a co-execution plan: on its board, or emulated here
+        from ..backends.hetero.artifact import load_hetero_artifact
+
+        exe = load_hetero_artifact(args.model, emulate=args.emulate)
+        run_kw = {"emulate": args.emulate}
+        args.target = exe.target_name + (" (emulated on this host)" if args.emulate else "")
+    elif is_dir and _is_tvm_artifact(args.model):  # a compiled TVM library: run it as built
         from ..backends.tvm.artifact import load_tvm_artifact
 
         exe = load_tvm_artifact(args.model)
     else:
         graph = load(args.model) if is_dir else load_model(args)
         exe = compile(graph, target=args.target, opt_level=args.opt_level)
+        if getattr(exe, "emulated", False):
+            run_kw = {"emulate": True}  # a board target compiled here can only run as an emulation
     inputs = _read_inputs(exe.graph, args.input, args.seed)
-    if args.profile:
+    if args.profile and not run_kw:
         outputs, timings = exe.profile(inputs, repeats=args.repeats)
     else:
-        outputs, timings = exe.run(inputs), []
+        outputs, timings = exe.run(inputs, **run_kw), []
     report = {
         "model": args.model, "target": args.target, "nodes": len(exe.graph.nodes),
         "outputs": {k: {"shape": list(v.shape), "dtype": str(v.dtype), "mean": float(np.mean(v)),
@@ -112,6 +121,12 @@ def cmd_run(args: argparse.Namespace) -> int:
     if timings:
         print(f"  total {report['total_ms']:.3f} ms")
     return 0
+
+
+def _is_hetero_artifact(path: str) -> bool:
+    from ..backends.hetero.artifact import is_hetero_artifact
+
+    return is_hetero_artifact(path)
 
 
 def _is_tvm_artifact(path: str) -> bool:
@@ -149,9 +164,14 @@ def cmd_compile(args: argparse.Namespace) -> int:
         print(f"  pass {r.name:<24} {r.seconds * 1e3:7.2f} ms  {r.nodes_before} -> {r.nodes_after} nodes")
     for plan in plans:
         print(plan.explain())
-    if args.explain and not plans:
+    if args.explain and hasattr(exe, "explain"):  # a co-execution target: which layers go where
+        print(exe.explain())
+    elif args.explain and not plans:
         print("--explain: no primitive selection ran (select-primitives runs at -O3)")
-    if args.output and hasattr(exe, "tvm_target"):  # TVM build: the artifact carries the library
+    if args.output and hasattr(exe, "save"):  # a co-execution plan: the board's artifact
+        exe.save(args.output, {"opt_level": args.opt_level})
+        print(f"wrote {args.output}")
+    elif args.output and hasattr(exe, "tvm_target"):  # TVM build: the artifact carries the library
         from ..backends.tvm.artifact import save_tvm_artifact
 
         save_tvm_artifact(exe, args.output, {"opt_level": args.opt_level})
@@ -249,6 +269,8 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--repeats", type=int, default=3)
     r.add_argument("--json", action="store_true")
     r.add_argument("--save-outputs", metavar="FILE.npz")
+    r.add_argument("--emulate", action="store_true",
+                   help="run a board artifact's plan on this host (CPU side built here, OpenCL on the local device)")
     r.set_defaults(fn=cmd_run)
 
     c = model_cmd("compile", "optimise a model for a target and write an artifact")

@@ -49,6 +49,7 @@ def measure_times(graph: Graph, gpu_full: Any, rt: Any, repeats: int = 3) -> Any
     from .costs import measured_times
 
     gpu_ok = _gpu_ok(gpu_full)
+    launch_s, sync_s = _round_trips(rt)
     inputs = random_inputs(graph)
     cpu_exe = compile_tvm(graph, "x86")
     cpu_exe.run(inputs)
@@ -56,7 +57,29 @@ def measure_times(graph: Graph, gpu_full: Any, rt: Any, repeats: int = 3) -> Any
     gpu_exe = OpenCLExecutable(graph, gpu_full, rt)
     gpu_exe.run(inputs)
     _, tg = gpu_exe.profile(inputs, repeats)
-    return measured_times(tc, tg, gpu_ok)
+    return measured_times(tc, tg, gpu_ok, launch_s, sync_s)
+
+
+def _round_trips(rt: Any, n: int = 30) -> tuple[float, float]:
+    """(launch + wait of an empty kernel, making a kernel's output visible to the host), medians in
+    seconds: a map + unmap, or nothing but the wait on a CPU device (see HeteroExecutable._sync)."""
+    src = "__kernel void lpdc_nop(__global float* a) { if (get_global_id(0) == 0) a[0] += 1.0f; }"
+    k = rt.kernel(src, "lpdc_nop", [], (16,), None)
+    host = np.zeros(1 << 16, np.float32)
+    buf = rt.wrap(host)
+    launch, sync = [], []
+    for _ in range(n):
+        t0 = time.perf_counter()
+        rt.run(k, [buf]).wait()
+        t1 = time.perf_counter()
+        if not rt.is_cpu:
+            mapped, _ = rt.cl.enqueue_map_buffer(rt.queue, buf, rt.cl.map_flags.READ, 0, host.shape, np.float32,
+                                                 is_blocking=True)
+            mapped.base.release()
+            rt.finish()
+        launch.append(t1 - t0)
+        sync.append(time.perf_counter() - t1)
+    return float(np.median(launch)), float(np.median(sync))
 
 
 def _gpu_ok(gpu_plan: Any) -> set[str]:
@@ -73,11 +96,7 @@ def compile_hetero(graph: Graph, target: str | Target = "mali+a72", costs: str |
     """
     from ..opencl.build import plan_gpu
     from ..opencl.runtime import get_runtime
-    from ..tvm.build import build_module, plan_graph
-    from ..tvm.executable import TvmExecutable
-    from ..tvm.target import tvm_target
     from .costs import model_times
-    from .executable import HeteroExecutable
     from .plan import plan_devices
     from .split import apply_plan
 
@@ -87,7 +106,7 @@ def compile_hetero(graph: Graph, target: str | Target = "mali+a72", costs: str |
     rt = get_runtime()
     t0 = time.perf_counter()
     if plan is None:
-        gpu_full = plan_gpu(graph)
+        gpu_full = plan_gpu(graph, device=gpu_dev.name)
         mode = costs or ("measure" if on_host else "model")
         if mode == "measure":
             times = measure_times(graph, gpu_full, rt, repeats)
@@ -96,21 +115,37 @@ def compile_hetero(graph: Graph, target: str | Target = "mali+a72", costs: str |
         else:
             raise LpdcTargetError(f"costs must be 'model' or 'measure', not {costs!r}")
         plan = plan_devices(graph, times, tgt.name, cpu_dev, gpu_dev)
-    g = apply_plan(graph, plan)
+    exe = build_annotated(apply_plan(graph, plan), plan, tgt, rt, emulated=not on_host)
+    exe.build_seconds = time.perf_counter() - t0
+    log.info("co-execution plan for %s: %s", tgt.name, {d: sum(c.device == d for c in plan.layers.values())
+                                                        for d in ("cpu", "gpu", "split")})
+    return exe
+
+
+def build_annotated(g: Graph, plan: Any, tgt: Target, rt: Any, emulated: bool, cpu_lib: Any = None,
+                    cpu_device: str = "x86"):
+    """Build both sides of a graph whose nodes carry `device` (what apply_plan returns).
+
+    The CPU side is built for this host (x86), unless `cpu_lib` (a loaded TVM library for the
+    CPU nodes of `cpu_device`, e.g. an artifact's AArch64 library on its board) is given.
+    """
+    from ..opencl.build import plan_gpu
+    from ..tvm.build import build_module, plan_graph
+    from ..tvm.executable import TvmExecutable
+    from ..tvm.target import tvm_target
+    from .executable import HeteroExecutable
+
     gpu_names = {n.name for n in g.nodes if n.attrs.get("device") == "gpu"}
-    gpu_plan = plan_gpu(g, only=gpu_names)
+    gpu_plan = plan_gpu(g, only=gpu_names, device=plan.gpu)
     for name in gpu_plan.fallbacks:  # no GPU kernel after all: the CPU takes it
         next(n for n in g.nodes if n.name == name).attrs["device"] = "cpu"
     if gpu_plan.fallbacks:
         gpu_names -= set(gpu_plan.fallbacks)
-        gpu_plan = plan_gpu(g, only=gpu_names)
+        gpu_plan = plan_gpu(g, only=gpu_names, device=plan.gpu)
     cpu_names = {n.name for n in g.nodes if n.op != "const" and n.name not in gpu_names}
-    tt = tvm_target("x86")
+    tt = tvm_target(cpu_device)
     cpu_plan = plan_graph(g, tt, only=cpu_names)
-    cpu_exe = TvmExecutable(g, cpu_plan, build_module(cpu_plan, tt), "x86", True)
+    lib = cpu_lib if cpu_lib is not None else build_module(cpu_plan, tt)
+    cpu_exe = TvmExecutable(g, cpu_plan, lib, cpu_device, True)
     cpu_exe.tvm_target = tt
-    exe = HeteroExecutable(g, plan, cpu_exe, gpu_plan, rt, tgt.name, emulated=not on_host,
-                           build_seconds=time.perf_counter() - t0)
-    log.info("co-execution plan for %s: %s", tgt.name, {d: sum(c.device == d for c in plan.layers.values())
-                                                        for d in ("cpu", "gpu", "split")})
-    return exe
+    return HeteroExecutable(g, plan, cpu_exe, gpu_plan, rt, tgt.name, emulated=emulated)

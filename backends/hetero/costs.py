@@ -75,11 +75,18 @@ def sync_seconds(nbytes: float, device: Device, shared_memory: bool = True) -> f
 
 @dataclass
 class LayerTimes:
-    """Seconds per node name on each side (missing = cannot run there)."""
+    """Seconds per node name on each side (missing = cannot run there), and the fixed costs.
+
+    `launch_s`: dispatching one GPU kernel and learning it finished; `sync_s`: handing a buffer
+    to the other device; `node_s`: the host's cost of one more (small) node, e.g. a split's join.
+    """
 
     cpu: dict[str, float] = field(default_factory=dict)
     gpu: dict[str, float] = field(default_factory=dict)
     source: str = "model"  # "model" | "measured"
+    launch_s: float = LAUNCH_S["gpu"]
+    sync_s: float | None = None  # None: the model's sync_seconds()
+    node_s: float = LAUNCH_S["cpu"]
 
 
 def model_times(g: Graph, cpu: Device, gpu: Device, gpu_ok: set[str]) -> LayerTimes:
@@ -93,14 +100,16 @@ def model_times(g: Graph, cpu: Device, gpu: Device, gpu_ok: set[str]) -> LayerTi
     return t
 
 
-def measured_times(cpu_profile: list, gpu_profile: list, gpu_ok: set[str]) -> LayerTimes:
-    """From per-node profiles (NodeTiming lists) of a CPU-only and a GPU-only run."""
-    t = LayerTimes(source="measured")
+def measured_times(cpu_profile: list, gpu_profile: list, gpu_ok: set[str], launch_s: float = 0.0,
+                   sync_s: float | None = None, node_s: float = LAUNCH_S["cpu"]) -> LayerTimes:
+    """From per-node profiles (NodeTiming lists) of a CPU-only and a GPU-only run; GPU profiles
+    hold kernel times, so the measured launch round trip is added to each."""
+    t = LayerTimes(source="measured", launch_s=launch_s, sync_s=sync_s, node_s=node_s)
     for rec in cpu_profile:
         t.cpu[rec.name] = float(rec.seconds)
     for rec in gpu_profile:
         if rec.name in gpu_ok:
-            t.gpu[rec.name] = float(rec.seconds)
+            t.gpu[rec.name] = float(rec.seconds) + launch_s
     return t
 
 

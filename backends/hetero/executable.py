@@ -22,7 +22,7 @@ from ..numpy.executable import NodeTiming
 from ..opencl.build import GpuPlan
 from ..opencl.executable import bind_step, kernel_buffers
 from ..opencl.runtime import Runtime
-from ..tvm.executable import TvmExecutable, aligned_empty
+from ..tvm.executable import TvmExecutable, aligned, aligned_empty
 from ..tvm.lower import is_act4, nhwc_shape
 from .plan import HeteroPlan
 
@@ -48,8 +48,19 @@ class HeteroExecutable:
         missing = [n.name for n in graph.nodes if n.op != "const" and n not in self._gpu and n not in self._cpu]
         if missing:
             raise LpdcTargetError(f"nodes with neither a CPU nor a GPU step: {missing[:5]}")
+        self._views = {n for n in self._cpu if _row_view(n, rt.align) is not None}
+        self._placed = self._placements()
         self._sequence = self._schedule()
         self._last = _last_use(self._sequence, set(graph.outputs))
+
+    def save(self, path: Any, meta: dict[str, Any] | None = None) -> Any:
+        """Write the board's artifact directory (see artifact.py)."""
+        from .artifact import save_hetero_artifact
+
+        return save_hetero_artifact(self, path, meta)
+
+    def explain(self) -> str:
+        return self.plan.explain()
 
     @property
     def input_names(self) -> list[str]:
@@ -83,6 +94,48 @@ class HeteroExecutable:
         first = runs[0][1]
         return runs[-1][0], [NodeTiming(t.name, t.op, float(s), t.primitive) for t, s in zip(first, med, strict=True)]
 
+    # ---- zero-copy row splits -----------------------------------------------------------------
+    def _placements(self) -> dict[Value, tuple[Value, int]]:
+        """Values computed straight into rows of a concat's output: value -> (concat output, row).
+
+        A concat along rows (NHWC axis 1) of a batch-1 activation is one buffer of row slabs; when
+        each input is made only for it, by a TVM or GPU kernel, and every slab starts on 64 bytes,
+        the producers write their slabs in place and the concat costs nothing.
+        """
+        placed: dict[Value, tuple[Value, int]] = {}
+        for n in self.graph.nodes:
+            if n.op != "concat" or n not in self._cpu or not is_act4(n.output) or n.output.type.shape[0] != 1:
+                continue
+            if n.attrs["axis"] % 4 != 2:
+                continue
+            _, k, _, w = n.output.type.shape
+            row, ok, slabs = 0, True, []
+            floats = self.rt.align // 4
+            for v in n.inputs:
+                p = v.producer if v is not None else None
+                tvm_made = p in self._cpu and self._cpu[p][0].func is not None
+                gpu_made = p in self._gpu and p.attrs.get("device") == "gpu"
+                if (p is None or p.op == "const" or len(v.users) != 1 or v in self.graph.outputs
+                        or not (tvm_made or gpu_made) or (row * w * k) % floats or p in self._views):
+                    ok = False
+                    break
+                slabs.append((v, row))
+                row += int(v.type.shape[2])
+            if ok:
+                placed.update({v: (n.output, r) for v, r in slabs})
+        return placed
+
+    def _out_array(self, v: Value, env: dict) -> np.ndarray:
+        """Where a kernel writes `v`: its slab of a concat's buffer, or fresh aligned memory."""
+        place = self._placed.get(v)
+        if place is None:
+            return aligned_empty(nhwc_shape(v), align=self.rt.align)
+        whole, row = place
+        buf = env.get((whole, True))
+        if buf is None:
+            buf = env[(whole, True)] = aligned_empty(nhwc_shape(whole), align=self.rt.align)
+        return buf[:, row:row + int(v.type.shape[2])]
+
     # ---- the static schedule -------------------------------------------------------------------
     def _schedule(self) -> list[tuple[str, Any]]:
         """("gpu"|"cpu", node) in an order that enqueues GPU work before the CPU's next layer."""
@@ -95,6 +148,9 @@ class HeteroExecutable:
         order: list[tuple[str, Any]] = []
         producers = {v: n for n in pending for v in n.outputs}
 
+        def feeds_gpu(n: Any) -> bool:
+            return any(side.get(u) == "gpu" for v in n.outputs for u in v.users)
+
         def ready(n: Any) -> bool:
             return all(producers.get(v) is None or producers[v] in issued for v in n.inputs if v is not None)
 
@@ -104,15 +160,14 @@ class HeteroExecutable:
                     order.append(("gpu", n))
                     issued.add(n)
                     pending.remove(n)
-            for n in pending:
-                if side[n] == "cpu" and ready(n):
-                    order.append(("cpu", n))
-                    issued.add(n)
-                    pending.remove(n)
-                    break
-            else:
-                if pending and not any(ready(n) for n in pending):
-                    raise LpdcTargetError("co-execution schedule is stuck (the graph is not topologically ordered)")
+            cands = [n for n in pending if side[n] == "cpu" and ready(n)]
+            if cands:  # first what lets the GPU start (its inputs' views), then graph order
+                n = next((c for c in cands if feeds_gpu(c)), cands[0])
+                order.append(("cpu", n))
+                issued.add(n)
+                pending.remove(n)
+            elif pending and not any(ready(n) for n in pending):
+                raise LpdcTargetError("co-execution schedule is stuck (the graph is not topologically ordered)")
         return order
 
     # ---- running -------------------------------------------------------------------------------
@@ -132,11 +187,7 @@ class HeteroExecutable:
                     for v in node.inputs:
                         if v in on_gpu:
                             self._sync(v, env, on_gpu)
-                    s, kernel = self._cpu[node]
-                    if s.func is None:
-                        self.cpu._run_fallback(s, kernel, env)
-                    else:
-                        self.cpu._run_tvm(s, env)
+                    self._run_cpu(node, env)
             except LpdcExecutionError:
                 raise
             except Exception as e:  # noqa: BLE001 - a runtime failure: name the node
@@ -144,14 +195,32 @@ class HeteroExecutable:
             if times is not None:
                 times.append(NodeTiming(node.name, node.op, time.perf_counter() - t0, where))
             for v in self._last[i]:
-                retired.extend((env.pop((v, False), None), env.pop((v, True), None), wrapped.pop(v, None),
-                                on_gpu.pop(v, None)))
+                arrays = (env.pop((v, False), None), env.pop((v, True), None))
+                if v in wrapped or v in on_gpu:  # a queued kernel may still read it: keep until finish()
+                    retired.extend((*arrays, wrapped.pop(v, None), on_gpu.pop(v, None)))
         for v in self.graph.outputs:
             if v in on_gpu:
                 self._sync(v, env, on_gpu)
         self.rt.finish()
         retired.clear()
         return {v.name: self.cpu._get(v, False, env) for v in self.graph.outputs}
+
+    def _run_cpu(self, node: Any, env: dict) -> None:
+        out_v = node.output
+        if node in self._views:  # a batch-1 row slice: a view of its input's rows
+            a, b = _row_view(node, self.rt.align)
+            env[(out_v, True)] = self.cpu._get(node.inputs[0], True, env)[:, a:b]
+            return
+        if node.op == "concat" and all(v in self._placed for v in node.inputs):
+            return  # its inputs were computed in place; _out_array made the buffer
+        s, kernel = self._cpu[node]
+        if s.func is None:
+            self.cpu._run_fallback(s, kernel, env)
+            return
+        args = [aligned(self.cpu._get(a, True, env)) if isinstance(a, Value) else a for a in s.args]
+        out = self._out_array(out_v, env)
+        self.cpu._func(s.func)(*args, out)
+        env[(out_v, is_act4(out_v))] = out
 
     def _enqueue(self, node: Any, env: dict, on_gpu: dict, wrapped: dict) -> None:
         s, k, consts = self._gpu[node]
@@ -162,11 +231,13 @@ class HeteroExecutable:
             buf = wrapped.get(v)
             if buf is None:
                 host = self.cpu._get(v, True, env)
+                if host.ctypes.data % self.rt.align or not host.flags.c_contiguous:
+                    host = env[(v, is_act4(v))] = _copy_aligned(host, self.rt.align)
                 buf = wrapped[v] = self.rt.wrap(host)
             return buf
 
         out_v = node.output
-        host = aligned_empty(nhwc_shape(out_v))
+        host = self._out_array(out_v, env)
         out = self.rt.wrap(host)
         ev = self.rt.run(k, kernel_buffers(s, consts, out, buffer_of))
         on_gpu[out_v] = (out, host, ev)
@@ -175,6 +246,11 @@ class HeteroExecutable:
         """Make a GPU result visible to the host (map/unmap: no copy on shared memory)."""
         buf, host, ev = on_gpu[v]
         cl = self.rt.cl
+        if self.rt.is_cpu and host.ctypes.data % self.rt.align == 0:  # it wrote host memory itself
+            ev.wait()
+            env[(v, is_act4(v))] = host
+            del on_gpu[v]
+            return
         mapped, _ = cl.enqueue_map_buffer(self.rt.queue, buf, cl.map_flags.READ, 0, host.shape, np.float32,
                                           wait_for=[ev], is_blocking=True)
         if mapped.ctypes.data != host.ctypes.data:  # a driver that does not map in place
@@ -182,6 +258,30 @@ class HeteroExecutable:
         mapped.base.release()
         env[(v, is_act4(v))] = host
         del on_gpu[v]
+
+
+def _copy_aligned(a: np.ndarray, align: int) -> np.ndarray:
+    out = aligned_empty(a.shape, a.dtype, align)
+    out[...] = a
+    return out
+
+
+def _row_view(n: Any, align: int) -> tuple[int, int] | None:
+    """(first, end) row when `n` slices only rows (step 1) of a batch-1 activation and the view
+    starts on `align` bytes (what the OpenCL device needs of host memory)."""
+    if n.op != "slice" or not is_act4(n.inputs[0]) or not is_act4(n.output) or n.output.type.shape[0] != 1:
+        return None
+    a = n.attrs
+    axes = [ax % 4 for ax in (a["axes"] or range(len(a["starts"])))]
+    if axes != [2] or (a["steps"] or [1]) != [1]:
+        return None
+    from ...ir.ops.tensor import slice_bounds
+
+    _, c, h, w = n.inputs[0].type.shape
+    r = slice_bounds(h, a["starts"][0], a["ends"][0], 1)
+    if not len(r) or (r.start * w * c * 4) % align:
+        return None
+    return r.start, r.stop
 
 
 def _last_use(sequence: list[tuple[str, Any]], keep: set[Value]) -> list[list[Value]]:

@@ -38,12 +38,17 @@ class LayerChoice:
     t_cpu: float = float("nan")
     t_gpu: float = float("nan")
     t_chosen: float = float("nan")
+    split_axis: str = "channels"  # "channels" | "rows" (output rows [0, cpu_rows) on the CPU)
+    cpu_rows: int = 0
+    rows: int = 0
 
     def why(self) -> str:
         def ms(t: float) -> str:
             return "-" if not np.isfinite(t) else f"{t * 1e3:.3f} ms"
         if self.device == "split":
-            return (f"split {self.cpu_channels}/{self.channels} channels to the CPU: CPU alone {ms(self.t_cpu)}, "
+            part = (f"{self.cpu_rows}/{self.rows} rows" if self.split_axis == "rows"
+                    else f"{self.cpu_channels}/{self.channels} channels")
+            return (f"split {part} to the CPU: CPU alone {ms(self.t_cpu)}, "
                     f"GPU alone {ms(self.t_gpu)}, together {ms(self.t_chosen)}")
         if not np.isfinite(self.t_gpu):
             return f"CPU {ms(self.t_cpu)} (no GPU kernel)"
@@ -66,7 +71,8 @@ class HeteroPlan:
         return {"target": self.target, "cpu": self.cpu, "gpu": self.gpu, "cost_source": self.cost_source,
                 "predicted_ms": self.predicted_s * 1e3, "optimal": self.optimal,
                 "layers": [{"node": c.node, "op": c.op, "device": c.device, "cpu_share": round(c.cpu_share, 4),
-                            "cpu_channels": c.cpu_channels, "channels": c.channels,
+                            "cpu_channels": c.cpu_channels, "channels": c.channels, "split_axis": c.split_axis,
+                            "cpu_rows": c.cpu_rows, "rows": c.rows,
                             "t_cpu_ms": _ms(c.t_cpu), "t_gpu_ms": _ms(c.t_gpu)} for c in self.layers.values()]}
 
     @classmethod
@@ -76,7 +82,9 @@ class HeteroPlan:
         for r in d["layers"]:
             p.layers[r["node"]] = LayerChoice(r["node"], r["op"], r["device"], float(r["cpu_share"]),
                                               int(r.get("cpu_channels", 0)), int(r.get("channels", 0)),
-                                              _s(r.get("t_cpu_ms")), _s(r.get("t_gpu_ms")))
+                                              _s(r.get("t_cpu_ms")), _s(r.get("t_gpu_ms")),
+                                              split_axis=str(r.get("split_axis", "channels")),
+                                              cpu_rows=int(r.get("cpu_rows", 0)), rows=int(r.get("rows", 0)))
         return p
 
     def explain(self) -> str:
@@ -114,6 +122,23 @@ def splittable_channels(node: Node, g: Graph) -> int:
     return k if k >= 2 * CHANNEL_BLOCK else 0
 
 
+def splittable_rows(node: Node) -> int:
+    """Output rows a conv may share between devices (batch 1; 0 = not splittable by rows)."""
+    if node.op != "conv" or node.output.type.rank != 4 or node.output.type.shape[0] != 1:
+        return 0
+    oh = int(node.output.type.shape[2])
+    return oh if oh >= 2 else 0
+
+
+def rows_in_place(node: Node) -> bool:
+    """Whether both row halves (and their input/residual slices) can be views of one buffer:
+    NHWC rows start on 128-byte boundaries (what OpenCL drivers want of host memory) when a row
+    holds a multiple of 32 floats."""
+    _, k, _, ow = node.output.type.shape
+    _, c, _, w = node.inputs[0].type.shape
+    return (ow * k) % 32 == 0 and (w * c) % 32 == 0
+
+
 def _cpu_channels(k: int, share: float) -> int:
     kc = int(round(share * k / CHANNEL_BLOCK)) * CHANNEL_BLOCK
     return min(max(kc, CHANNEL_BLOCK), k - CHANNEL_BLOCK)
@@ -134,14 +159,26 @@ def plan_devices(g: Graph, times: LayerTimes, target: str, cpu: Device, gpu: Dev
         k = splittable_channels(n, g)
         ts = inf
         choice = LayerChoice(n.name, n.op, "cpu", 1.0, 0, k, tc, tg)
-        if k and np.isfinite(tc) and np.isfinite(tg):
-            kc = _cpu_channels(k, split_ratio(tc, tg))
-            share = kc / k
-            join = 2 * n.output.type.size * 4 / (cpu.bandwidth_gbs * 1e9)
-            ts = max(share * tc, (1 - share) * tg) + join
+        rows = splittable_rows(n)
+        if (k or rows) and np.isfinite(tc) and np.isfinite(tg):
+            work_g = max(tg - times.launch_s, 0.0)  # the launch does not shrink with the share
+            share = split_ratio(tc, work_g + times.launch_s)
+            moved = n.output.type.size * 4 * (2 if len(n.inputs) > 3 and n.inputs[3] is not None else 1)
+            copy_s = 2 * moved / (cpu.bandwidth_gbs * 1e9)
+
+            def together(cpu_part: float, extra: float, tc: float = tc, work_g: float = work_g) -> float:
+                return max(cpu_part * tc, (1 - cpu_part) * work_g + times.launch_s) + extra + 3 * times.node_s
+
+            if k:
+                choice.cpu_channels = _cpu_channels(k, share)
+                ts = together(choice.cpu_channels / k, copy_s)  # the channel concat copies the output
+            if rows:
+                hr = min(max(int(round(share * rows)), 1), rows - 1)
+                tr = together(hr / rows, 0.0 if rows_in_place(n) else copy_s)  # halves land in place
+                if tr < ts:
+                    ts, choice.split_axis, choice.cpu_rows, choice.rows = tr, "rows", hr, rows
             if ts * MIN_SPLIT_GAIN > min(tc, tg):
                 ts = inf
-            choice.cpu_channels = kc
         info[n.name] = choice
         prob.costs[n.name] = np.array([tc, tg, ts], dtype=float)
     producer = {o: n for n in nodes for o in n.outputs}
@@ -150,7 +187,7 @@ def plan_devices(g: Graph, times: LayerTimes, target: str, cpu: Device, gpu: Dev
             p = producer.get(v) if v is not None else None
             if p is None:
                 continue
-            s = sync_seconds(v.type.size * 4, gpu, shared_memory)
+            s = times.sync_s if times.sync_s is not None else sync_seconds(v.type.size * 4, gpu, shared_memory)
             # rows: producer cpu/gpu/split (split joins on the host); cols: consumer cpu/gpu/split
             m = np.array([[0, s, s], [s, 0, s], [0, s, s]], dtype=float)
             key = (p.name, n.name)
@@ -161,7 +198,8 @@ def plan_devices(g: Graph, times: LayerTimes, target: str, cpu: Device, gpu: Dev
     for n in nodes:
         c = info[n.name]
         c.device = CHOICES[sol.choice[n.name]]
-        c.cpu_share = {"cpu": 1.0, "gpu": 0.0}.get(c.device, c.cpu_channels / max(c.channels, 1))
+        split_share = (c.cpu_rows / max(c.rows, 1)) if c.split_axis == "rows" else c.cpu_channels / max(c.channels, 1)
+        c.cpu_share = {"cpu": 1.0, "gpu": 0.0}.get(c.device, split_share)
         c.t_chosen = float(prob.costs[n.name][sol.choice[n.name]])
         if c.device != "split":
             c.cpu_channels = c.channels if c.device == "cpu" else 0

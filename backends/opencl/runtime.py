@@ -147,7 +147,12 @@ class Runtime:
         self._programs: dict[str, Any] = {}
         self._kernels: dict[tuple[str, str], Any] = {}  # retrieving a kernel object is costly: once each
         self.description = f"{device.platform.name} {device.platform.version} / {device.name}"
-        self.host_unified = bool(device.host_unified_memory) if hasattr(device, "host_unified_memory") else False
+        # A CPU device (PoCL) runs kernels on the host pointer of a USE_HOST_PTR buffer itself, so
+        # a finished kernel's output is already in host memory: no map/unmap round trip needed.
+        self.is_cpu = bool(device.type & cl.device_type.CPU)
+        # Host memory handed over with USE_HOST_PTR must start on this boundary, or the driver
+        # keeps a private copy (PoCL: 128 bytes; a misaligned pointer cost ~10 ms a launch).
+        self.align = max(64, int(device.mem_base_addr_align) // 8)
 
     # ---- programs ------------------------------------------------------------------------------
     def program(self, source: str, where: str = "") -> Any:

@@ -33,11 +33,11 @@ def aligned(a: np.ndarray) -> np.ndarray:
     return out
 
 
-def aligned_empty(shape: tuple[int, ...], dtype: Any = np.float32) -> np.ndarray:
+def aligned_empty(shape: tuple[int, ...], dtype: Any = np.float32, align: int = 64) -> np.ndarray:
     dt = np.dtype(dtype)
     n = int(np.prod(shape, dtype=np.int64))
-    buf = np.empty(n * dt.itemsize + 64, np.uint8)
-    off = (-buf.ctypes.data) % 64
+    buf = np.empty(n * dt.itemsize + align, np.uint8)
+    off = (-buf.ctypes.data) % align
     return buf[off:off + n * dt.itemsize].view(dt).reshape(shape)
 
 

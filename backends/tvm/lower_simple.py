@@ -146,9 +146,9 @@ def _concat(node: Node, g: Graph, vec: int) -> Lowered:
     ins = list(node.inputs)
     axis = node.attrs["axis"] % node.output.type.rank
     if all(is_act4(v) for v in ins):
-        if axis != 1:
-            raise LpdcUnsupportedError("4-D concat is lowered along channels only")
-        axis = 3
+        axis = (0, 3, 1, 2)[axis]  # the logical NCHW axis in NHWC storage
+    elif any(is_act4(v) for v in ins):
+        raise LpdcUnsupportedError("concat of activations with plain tensors is not lowered")
     ts = [te.placeholder(_shape_of(v), name=f"x{i}") for i, v in enumerate(ins)]
     out = topi.concatenate(ts, axis=axis)
     return _lowered([*ts, out], ins, ("concat", tuple(_shape_of(v) for v in ins), axis))
