@@ -57,15 +57,64 @@ def measure_times(graph: Graph, gpu_full: Any, rt: Any, repeats: int = 3) -> Any
     gpu_exe = OpenCLExecutable(graph, gpu_full, rt)
     gpu_exe.run(inputs)
     _, tg = gpu_exe.profile(inputs, repeats)
-    return measured_times(tc, tg, gpu_ok, launch_s, sync_s)
+    times = measured_times(tc, tg, gpu_ok, launch_s, sync_s)
+    times.whole = {"cpu": latency(cpu_exe, inputs, repeats)}
+    if not gpu_exe.fallbacks:
+        times.whole["gpu"] = latency(gpu_exe, inputs, repeats)
+    return times
+
+
+def latency(exe: Any, inputs: dict[str, np.ndarray], repeats: int = 3) -> float:
+    """Median wall time of `exe.run(inputs)`, seconds."""
+    samples = []
+    for _ in range(max(1, repeats)):
+        t0 = time.perf_counter()
+        exe.run(inputs)
+        samples.append(time.perf_counter() - t0)
+    return float(np.median(samples))
+
+
+def single_device(plan: Any, device: str) -> None:
+    """Turn `plan` into every layer on one side (the fallback when co-execution does not pay)."""
+    for c in plan.layers.values():
+        c.device = device if device == "cpu" or np.isfinite(c.t_gpu) else "cpu"
+        c.cpu_share = 1.0 if c.device == "cpu" else 0.0
+        c.t_chosen = c.t_cpu if c.device == "cpu" else c.t_gpu
+
+
+def rebalance(plan: Any, halves: dict[str, tuple[float, float]]) -> bool:
+    """Move each split point so the halves' measured rates finish together; True if any moved."""
+    from .plan import _cpu_channels
+
+    moved = False
+    for name, (tc, tg) in halves.items():
+        c = plan.layers[name]
+        total = c.rows if c.split_axis == "rows" else c.channels
+        mine = c.cpu_rows if c.split_axis == "rows" else c.cpu_channels
+        if tc <= 0 or tg <= 0 or not 0 < mine < total:
+            continue
+        cpu_rate, gpu_rate = mine / tc, (total - mine) / tg
+        share = cpu_rate / (cpu_rate + gpu_rate)
+        if c.split_axis == "rows":
+            new = min(max(int(round(share * total)), 1), total - 1)
+            c.cpu_rows = new
+        else:
+            new = _cpu_channels(total, share)
+            c.cpu_channels = new
+        c.cpu_share = new / total
+        moved |= new != mine
+    return moved
 
 
 def _round_trips(rt: Any, n: int = 30) -> tuple[float, float]:
     """(launch + wait of an empty kernel, making a kernel's output visible to the host), medians in
     seconds: a map + unmap, or nothing but the wait on a CPU device (see HeteroExecutable._sync)."""
     src = "__kernel void lpdc_nop(__global float* a) { if (get_global_id(0) == 0) a[0] += 1.0f; }"
+    from ..tvm.executable import aligned_empty
+
     k = rt.kernel(src, "lpdc_nop", [], (16,), None)
-    host = np.zeros(1 << 16, np.float32)
+    host = aligned_empty((1 << 16,), np.float32, rt.align)
+    host[:] = 0
     buf = rt.wrap(host)
     launch, sync = [], []
     for _ in range(n):
@@ -87,12 +136,14 @@ def _gpu_ok(gpu_plan: Any) -> set[str]:
 
 
 def compile_hetero(graph: Graph, target: str | Target = "mali+a72", costs: str | None = None,
-                   repeats: int = 3, plan: Any = None, **options: Any):
+                   repeats: int = 3, plan: Any = None, refine: bool = True, **options: Any):
     """Plan and build `graph` (already optimised) for a CPU + GPU target.
 
     costs: "model" (analytical) or "measure" (profile both sides here); default: measure when
     every device of the target is on this host (x86, opencl), else the model. `plan`: a
-    HeteroPlan to use as it is (from an artifact).
+    HeteroPlan to use as it is (from an artifact). `refine`: with measured costs, time the split
+    layers' halves running together once and move each split point to balance them (a layer's
+    small slice runs at a different rate than the whole layer did alone).
     """
     from ..opencl.build import plan_gpu
     from ..opencl.runtime import get_runtime
@@ -105,6 +156,7 @@ def compile_hetero(graph: Graph, target: str | Target = "mali+a72", costs: str |
     on_host = cpu_dev.name == "x86" and gpu_dev.name == "opencl"
     rt = get_runtime()
     t0 = time.perf_counter()
+    plan_given, times = plan, None
     if plan is None:
         gpu_full = plan_gpu(graph, device=gpu_dev.name)
         mode = costs or ("measure" if on_host else "model")
@@ -116,6 +168,18 @@ def compile_hetero(graph: Graph, target: str | Target = "mali+a72", costs: str |
             raise LpdcTargetError(f"costs must be 'model' or 'measure', not {costs!r}")
         plan = plan_devices(graph, times, tgt.name, cpu_dev, gpu_dev)
     exe = build_annotated(apply_plan(graph, plan), plan, tgt, rt, emulated=not on_host)
+    whole = getattr(times, "whole", None) if plan_given is None else None
+    if whole and on_host:
+        inputs = random_inputs(graph)
+        if refine and any(c.device == "split" for c in plan.layers.values()):
+            if rebalance(plan, exe.split_times(inputs, repeats)):
+                exe = build_annotated(apply_plan(graph, plan), plan, tgt, rt, emulated=False)
+        best = min(whole, key=whole.get)
+        if whole[best] < latency(exe, inputs, repeats):  # never slower than one device alone
+            log.info("co-execution is slower than the %s alone here: running everything there", best)
+            single_device(plan, best)
+            plan.predicted_s = whole[best]
+            exe = build_annotated(apply_plan(graph, plan), plan, tgt, rt, emulated=False)
     exe.build_seconds = time.perf_counter() - t0
     log.info("co-execution plan for %s: %s", tgt.name, {d: sum(c.device == d for c in plan.layers.values())
                                                         for d in ("cpu", "gpu", "split")})

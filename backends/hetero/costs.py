@@ -87,6 +87,7 @@ class LayerTimes:
     launch_s: float = LAUNCH_S["gpu"]
     sync_s: float | None = None  # None: the model's sync_seconds()
     node_s: float = LAUNCH_S["cpu"]
+    whole: dict[str, float] = field(default_factory=dict)  # measured whole-graph latency per side alone
 
 
 def model_times(g: Graph, cpu: Device, gpu: Device, gpu_ok: set[str]) -> LayerTimes:

@@ -171,7 +171,28 @@ class HeteroExecutable:
         return order
 
     # ---- running -------------------------------------------------------------------------------
-    def _execute(self, inputs: Mapping[str, np.ndarray], times: list[NodeTiming] | None) -> dict[str, np.ndarray]:
+    def split_times(self, inputs: Mapping[str, np.ndarray], repeats: int = 3) -> dict[str, tuple[float, float]]:
+        """For each split layer: (CPU half wall time, GPU half kernel time), medians, in seconds,
+        measured while both run together (what the split ratio must balance)."""
+        cpu_t: dict[str, list[float]] = {}
+        gpu_t: dict[str, list[float]] = {}
+        for _ in range(max(1, repeats)):
+            times: list[NodeTiming] = []
+            events: dict[str, Any] = {}
+            self._execute(inputs, times, events)
+            for t in times:
+                cpu_t.setdefault(t.name, []).append(t.seconds)
+            for name, ev in events.items():
+                gpu_t.setdefault(name, []).append((ev.profile.end - ev.profile.start) * 1e-9)
+        out = {}
+        for layer, c in self.plan.layers.items():
+            a, b = f"{layer}@cpu", f"{layer}@gpu"
+            if c.device == "split" and a in cpu_t and b in gpu_t:
+                out[layer] = (float(np.median(cpu_t[a])), float(np.median(gpu_t[b])))
+        return out
+
+    def _execute(self, inputs: Mapping[str, np.ndarray], times: list[NodeTiming] | None,
+                 events: dict[str, Any] | None = None) -> dict[str, np.ndarray]:
         env: dict[tuple[Value, bool], np.ndarray] = {}
         for v, a in self.cpu._ref._bind_inputs(inputs).items():
             env[(v, False)] = a
@@ -182,11 +203,13 @@ class HeteroExecutable:
             t0 = time.perf_counter()
             try:
                 if where == "gpu":
-                    self._enqueue(node, env, on_gpu, wrapped)
+                    ev = self._enqueue(node, env, on_gpu, wrapped)
+                    if events is not None:
+                        events[node.name] = ev
                 else:
                     for v in node.inputs:
                         if v in on_gpu:
-                            self._sync(v, env, on_gpu)
+                            self._sync(v, env, on_gpu, wrapped)
                     self._run_cpu(node, env)
             except LpdcExecutionError:
                 raise
@@ -200,7 +223,7 @@ class HeteroExecutable:
                     retired.extend((*arrays, wrapped.pop(v, None), on_gpu.pop(v, None)))
         for v in self.graph.outputs:
             if v in on_gpu:
-                self._sync(v, env, on_gpu)
+                self._sync(v, env, on_gpu, wrapped)
         self.rt.finish()
         retired.clear()
         return {v.name: self.cpu._get(v, False, env) for v in self.graph.outputs}
@@ -222,7 +245,7 @@ class HeteroExecutable:
         self.cpu._func(s.func)(*args, out)
         env[(out_v, is_act4(out_v))] = out
 
-    def _enqueue(self, node: Any, env: dict, on_gpu: dict, wrapped: dict) -> None:
+    def _enqueue(self, node: Any, env: dict, on_gpu: dict, wrapped: dict) -> Any:
         s, k, consts = self._gpu[node]
 
         def buffer_of(v: Value) -> Any:
@@ -241,10 +264,14 @@ class HeteroExecutable:
         out = self.rt.wrap(host)
         ev = self.rt.run(k, kernel_buffers(s, consts, out, buffer_of))
         on_gpu[out_v] = (out, host, ev)
+        return ev
 
-    def _sync(self, v: Value, env: dict, on_gpu: dict) -> None:
-        """Make a GPU result visible to the host (map/unmap: no copy on shared memory)."""
+    def _sync(self, v: Value, env: dict, on_gpu: dict, wrapped: dict) -> None:
+        """Make a GPU result visible to the host (map/unmap: no copy on shared memory). Its buffer
+        moves to `wrapped`: a GPU kernel queued earlier may still read it, so `_execute` must keep
+        the buffer and its host memory until finish(), not free them at the value's last use."""
         buf, host, ev = on_gpu[v]
+        wrapped[v] = buf
         cl = self.rt.cl
         if self.rt.is_cpu and host.ctypes.data % self.rt.align == 0:  # it wrote host memory itself
             ev.wait()

@@ -1,0 +1,205 @@
+"""The OpenCL backend (TVM-generated OpenCL C run through pyopencl) against the NumPy reference.
+
+The zoo runs at full resolution: on PoCL every model builds and runs in a few seconds. Besides
+each model's output, the logits before a final softmax are compared too (random weights can
+saturate the softmax and hide errors). Layer checks build the fused node directly and compile it
+without passes, so the node reaching the code generator is exactly the one built here.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import textwrap
+
+import numpy as np
+import pytest
+from lpdc.backends.opencl import runtime
+
+if not runtime.available():
+    pytest.skip("no working OpenCL device (install pocl-opencl-icd)", allow_module_level=True)
+
+import lpdc  # noqa: E402
+from lpdc.backends.numpy import compile_numpy  # noqa: E402
+from lpdc.backends.opencl import compile_opencl  # noqa: E402
+from lpdc.errors import LpdcError, LpdcTargetError  # noqa: E402
+from lpdc.ir import Graph, Value  # noqa: E402
+from lpdc.passes.manager import PassManager, pipeline  # noqa: E402
+from lpdc.tools.builder import NetBuilder  # noqa: E402
+from lpdc.tools.zoo import MODELS, build  # noqa: E402
+
+# Largest error seen on PoCL is 1.3e-5 x max|ref| (ssd_mobilenet); 4x headroom for other devices.
+ZOO_RTOL = 5e-5
+LAYER_RTOL = 1e-5
+
+
+def with_logits(g: Graph) -> Graph:
+    """`g` with the input of each final softmax added as an output (compared as well)."""
+    extra = [v.producer.inputs[0] for v in g.outputs if v.producer is not None and v.producer.op == "softmax"]
+    g.set_outputs(list(g.outputs) + [v for v in extra if v not in g.outputs])
+    g.verify()
+    return g
+
+
+def feeds_for(g: Graph, seed: int = 0) -> dict[str, np.ndarray]:
+    rng = np.random.default_rng(seed)
+    return {v.name: rng.standard_normal(v.type.shape).astype(np.float32) for v in g.inputs}
+
+
+def assert_matches(got: dict[str, np.ndarray], ref: dict[str, np.ndarray], rtol: float) -> None:
+    """Every output within rtol x max(1, max|ref|) of the reference (and finite)."""
+    assert set(got) == set(ref)
+    for k, r in ref.items():
+        assert got[k].shape == r.shape, k
+        assert np.isfinite(got[k]).all(), k
+        scale = max(1.0, float(np.abs(r).max()))
+        err = float(np.abs(got[k] - r).max())
+        assert err <= rtol * scale, f"{k}: max error {err:.3g} > {rtol:g} x {scale:.3g}"
+
+
+# ---- the zoo -----------------------------------------------------------------------------------
+@pytest.mark.parametrize("name", list(MODELS))
+def test_zoo_model_matches_reference(name: str) -> None:
+    g = with_logits(build(name))
+    PassManager(pipeline(2)).run(g)
+    feeds = feeds_for(g)
+    ref = compile_numpy(g).run(feeds)
+    exe = lpdc.compile(g, target="opencl", opt_level=2)
+    assert exe.fallbacks == {}, exe.fallbacks
+    assert any(s.kernel is not None for s in exe.plan.steps)  # TVM-generated kernels, not only hand-written
+    assert_matches(exe.run(feeds), ref, ZOO_RTOL)
+
+
+# ---- code generation, layer by layer -----------------------------------------------------------
+def check_layer(g: Graph, node: str, seed: int = 1) -> None:
+    """`node` becomes one TVM-generated kernel and the graph equals the reference."""
+    feeds = feeds_for(g, seed)
+    ref = compile_numpy(g).run(feeds)
+    exe = compile_opencl(g)
+    assert exe.fallbacks == {}, exe.fallbacks
+    step = next(s for s in exe.plan.steps if s.node.name == node)
+    assert step.kernel is not None and step.handwritten is None, step
+    assert step.kernel in exe.plan.source
+    assert_matches(exe.run(feeds), ref, LAYER_RTOL)
+
+
+def _bias(g: Graph, k: int, name: str) -> Value:
+    return g.add_const(np.linspace(-0.5, 0.5, k, dtype=np.float32), name)
+
+
+def test_conv_plain_with_bias_and_relu() -> None:
+    b = NetBuilder("conv", (1, 5, 9, 10), seed=2)
+    w = b.weight("w", (16, 5, 3, 3), 45)
+    y = b.g.op("conv", b.x, w, _bias(b.g, 16, "b"), name="c", pad=[1, 1, 1, 1], activation="relu")
+    check_layer(b.finish(y), "c")
+
+
+def test_conv_dilated_strided_asymmetric_pad() -> None:
+    """stride 2, dilation 2, pads (top, left, bottom, right) all different, a 3x2 kernel, batch 2
+    and 12 output channels (no multiple of 8: the channel block must divide them)."""
+    b = NetBuilder("conv", (2, 6, 13, 11), seed=3)
+    w = b.weight("w", (12, 6, 3, 2), 36)
+    y = b.g.op("conv", b.x, w, _bias(b.g, 12, "b"), name="c", stride=[2, 2], dilation=[2, 2], pad=[2, 1, 0, 3])
+    g = b.finish(y)
+    assert g.outputs[0].type.shape == (2, 12, 6, 7)
+    check_layer(g, "c")
+
+
+def test_conv_residual_prelu_epilogue() -> None:
+    b = NetBuilder("conv", (1, 8, 7, 7), seed=4)
+    side = b.conv(b.x, 16, 1, name="side")
+    w = b.weight("w", (16, 8, 3, 3), 72)
+    slope = b.g.add_const(np.linspace(0.05, 0.3, 16, dtype=np.float32).reshape(16, 1, 1), "slope")
+    y = b.g.op("conv", b.x, w, _bias(b.g, 16, "b"), side, slope, name="c", pad=[1, 1, 1, 1], activation="prelu")
+    check_layer(b.finish(y), "c")
+
+
+def test_depthwise_conv() -> None:
+    b = NetBuilder("dw", (1, 12, 11, 9), seed=5)
+    w = b.weight("w", (12, 1, 3, 3), 9)
+    y = b.g.op("conv", b.x, w, _bias(b.g, 12, "b"), name="dw", group=12, stride=[2, 2], pad=[1, 1, 1, 1],
+               activation="clip", act_alpha=0.0, act_beta=6.0)
+    check_layer(b.finish(y), "dw")
+
+
+def test_fully_connected_plain() -> None:
+    b = NetBuilder("fc", (3, 40), seed=6)
+    w = b.weight("w", (20, 40), 40)
+    check_layer(b.finish(b.g.op("fully_connected", b.x, w, name="fc")), "fc")
+
+
+def test_fully_connected_residual_relu() -> None:
+    b = NetBuilder("fc", (2, 3, 4, 5), seed=7)  # a 4-D input: the FC flattens it (NHWC-stored on the device)
+    side = b.fc(b.x, 24, name="side")
+    w = b.weight("w", (24, 60), 60)
+    y = b.g.op("fully_connected", b.x, w, _bias(b.g, 24, "b"), side, name="fc", activation="relu")
+    g = b.finish(y)
+    ref = compile_numpy(g).run(feeds_for(g, 1))["fc"]
+    assert (ref == 0).any() and (ref > 0).any()  # relu is exercised both ways
+    check_layer(g, "fc")
+
+
+@pytest.mark.parametrize("count_include_pad", [True, False])
+def test_avg_pool_caffe_ceil_mode(count_include_pad: bool) -> None:
+    """9x8 input, 3x3 window, stride 2, pad 1, ceil mode: the last window hangs over the padding
+    (Caffe clips its divisor to the padded input, or counts only real elements)."""
+    b = NetBuilder("pool", (1, 6, 9, 8), seed=8)
+    y = b.g.op("avg_pool", b.x, name="p", kernel=[3, 3], stride=[2, 2], pad=[1, 1, 1, 1], ceil_mode=True,
+               count_include_pad=count_include_pad)
+    g = b.finish(y)
+    assert g.outputs[0].type.shape == (1, 6, 5, 5)  # floor mode would give 5 x 4
+    check_layer(g, "p")
+
+
+# ---- errors ------------------------------------------------------------------------------------
+def test_build_failure_reports_log_and_numbered_source() -> None:
+    src = "__kernel void broken(__global float* a) { a[0] = undefined_name; }"
+    with pytest.raises(runtime.OpenCLBuildError) as info:
+        runtime.get_runtime().program(src)
+    assert isinstance(info.value, LpdcError)
+    msg = str(info.value)
+    log_part, sep, source_part = msg.partition("--- source ---")
+    assert sep, msg
+    assert "undefined_name" in log_part and "error" in log_part.lower(), log_part  # the compiler's own words
+    assert f"   1| {src}" in source_part.splitlines()
+
+
+_NO_DEVICE = textwrap.dedent("""
+    import numpy as np
+    import lpdc
+    from lpdc.errors import LpdcTargetError
+    from lpdc.tools.zoo import build
+
+    g = build("lenet")
+    for target in ("opencl", "mali+a72"):
+        try:
+            lpdc.compile(g, target=target)
+        except LpdcTargetError as e:
+            print(f"{target} REFUSED: {e}")
+        else:
+            raise SystemExit(f"{target} compiled without an OpenCL device")
+    x = {"data": np.random.default_rng(0).standard_normal((1, 1, 28, 28)).astype(np.float32)}
+    ref = lpdc.compile(g, target="numpy").run(x)["prob"]
+    got = lpdc.compile(g, target="x86").run(x)["prob"]
+    print("CPU TARGETS OK", float(np.abs(got - ref).max()))
+""")
+
+
+def test_no_working_device_refuses_opencl_but_cpu_targets_work() -> None:
+    env = {**os.environ, "LPDC_OPENCL_DEVICE": "no-such-device-xyz"}
+    proc = subprocess.run([sys.executable, "-c", _NO_DEVICE], env=env, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    lines = proc.stdout.splitlines()
+    for target in ("opencl", "mali+a72"):
+        refused = next(line for line in lines if line.startswith(f"{target} REFUSED"))
+        assert "no working OpenCL device" in refused and "no-such-device-xyz" in refused, refused
+        assert "CPU-only target such as 'x86'" in refused, refused
+    ok = next(line for line in lines if line.startswith("CPU TARGETS OK"))
+    assert float(ok.split()[-1]) <= 1e-5, ok
+
+
+def test_unknown_device_in_target() -> None:
+    g = build("lenet")
+    with pytest.raises(LpdcTargetError, match=r"unknown device 'foo'.*known devices: numpy, x86, a72, a53, mali"):
+        lpdc.compile(g, target="mali+foo")
