@@ -136,14 +136,16 @@ def _gpu_ok(gpu_plan: Any) -> set[str]:
 
 
 def compile_hetero(graph: Graph, target: str | Target = "mali+a72", costs: str | None = None,
-                   repeats: int = 3, plan: Any = None, refine: bool = True, **options: Any):
+                   repeats: int = 3, plan: Any = None, refine: bool = True, fallback: bool = True,
+                   **options: Any):
     """Plan and build `graph` (already optimised) for a CPU + GPU target.
 
     costs: "model" (analytical) or "measure" (profile both sides here); default: measure when
     every device of the target is on this host (x86, opencl), else the model. `plan`: a
     HeteroPlan to use as it is (from an artifact). `refine`: with measured costs, time the split
     layers' halves running together once and move each split point to balance them (a layer's
-    small slice runs at a different rate than the whole layer did alone).
+    small slice runs at a different rate than the whole layer did alone). `fallback`: with
+    measured costs, keep the plan only if it beats each device alone, measured end to end.
     """
     from ..opencl.build import plan_gpu
     from ..opencl.runtime import get_runtime
@@ -175,7 +177,7 @@ def compile_hetero(graph: Graph, target: str | Target = "mali+a72", costs: str |
             if rebalance(plan, exe.split_times(inputs, repeats)):
                 exe = build_annotated(apply_plan(graph, plan), plan, tgt, rt, emulated=False)
         best = min(whole, key=whole.get)
-        if whole[best] < latency(exe, inputs, repeats):  # never slower than one device alone
+        if fallback and whole[best] < latency(exe, inputs, repeats):  # never slower than one device alone
             log.info("co-execution is slower than the %s alone here: running everything there", best)
             single_device(plan, best)
             plan.predicted_s = whole[best]
