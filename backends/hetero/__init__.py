@@ -22,6 +22,10 @@ from ..target import Device, Target
 
 log = logging.getLogger(__name__)
 
+# A measured co-execution plan is kept only if it runs below this fraction of the best single
+# device's latency (medians; the margin keeps timing noise from choosing a slower plan).
+KEEP_SPLIT_BELOW = 0.97
+
 
 def sides(tgt: Target) -> tuple[Device, Device]:
     """(CPU side, GPU side) of a heterogeneous target; several CPU clusters act as one."""
@@ -177,7 +181,8 @@ def compile_hetero(graph: Graph, target: str | Target = "mali+a72", costs: str |
             if rebalance(plan, exe.split_times(inputs, repeats)):
                 exe = build_annotated(apply_plan(graph, plan), plan, tgt, rt, emulated=False)
         best = min(whole, key=whole.get)
-        if fallback and whole[best] < latency(exe, inputs, repeats):  # never slower than one device alone
+        # never slower than one device alone: keep the split only when it clearly wins end to end
+        if fallback and latency(exe, inputs, max(repeats, 5)) > KEEP_SPLIT_BELOW * whole[best]:
             log.info("co-execution is slower than the %s alone here: running everything there", best)
             single_device(plan, best)
             plan.predicted_s = whole[best]
