@@ -439,3 +439,21 @@ def test_interrupted_save_leaves_nothing(artifact: tuple[Path, tuple], tmp_path:
         exe.save(tmp_path / "a")
     assert "plan.json" in written  # the save really was under way
     assert list(tmp_path.iterdir()) == []  # neither the artifact nor a temporary directory
+
+
+def test_board_measurements_override_the_model() -> None:
+    """Per-layer times measured on the board (LayerTimes) replace the analytical model's: a GPU
+    that is 100x faster on every layer gets every layer."""
+    from lpdc.backends.hetero import random_inputs
+
+    g = PassManager(pipeline(2)).run(build("tiny_cnn"))
+    names = [n.name for n in g.nodes if n.op != "const"]
+    model = lpdc.compile(g, target="mali+a72")
+    fast_gpu = LayerTimes(cpu=dict.fromkeys(names, 1e-3), gpu=dict.fromkeys(names, 1e-5))
+    exe = lpdc.compile(g, target="mali+a72", costs=fast_gpu)
+    assert exe.plan.cost_source == "measured" and model.plan.cost_source == "model"
+    assert {c.device for c in exe.plan.layers.values()} == {"gpu"}
+    ref = compile_numpy(g).run(random_inputs(g))
+    out = exe.run(random_inputs(g), emulate=True)
+    for k in ref:
+        np.testing.assert_allclose(out[k], ref[k], rtol=1e-5, atol=1e-6)

@@ -203,3 +203,18 @@ def test_unknown_device_in_target() -> None:
     g = build("lenet")
     with pytest.raises(LpdcTargetError, match=r"unknown device 'foo'.*known devices: numpy, x86, a72, a53, mali"):
         lpdc.compile(g, target="mali+foo")
+
+
+@pytest.mark.parametrize("device", ["mali", "opencl"])
+def test_generated_sources_stay_within_opencl_1_2_without_fp64(device: str) -> None:
+    """Mali drivers build OpenCL 1.2 and have no fp64: no double anywhere, and the program builds
+    with -cl-std=CL1.2 (the runtime's build options)."""
+    from lpdc.backends.opencl.build import plan_gpu
+
+    g = PassManager(pipeline(2)).run(build("ssd_mobilenet"))  # TVM kernels and hand-written ones
+    plan = plan_gpu(g, device=device)
+    sources = [plan.source] + [s.handwritten.source for s in plan.steps if s.handwritten is not None]
+    assert len(sources) > 1 and not plan.fallbacks
+    for src in sources:
+        assert "double" not in src and "fp64" not in src
+        runtime.get_runtime().program(src)

@@ -144,8 +144,9 @@ def compile_hetero(graph: Graph, target: str | Target = "mali+a72", costs: str |
                    **options: Any):
     """Plan and build `graph` (already optimised) for a CPU + GPU target.
 
-    costs: "model" (analytical) or "measure" (profile both sides here); default: measure when
-    every device of the target is on this host (x86, opencl), else the model. `plan`: a
+    costs: "model" (analytical), "measure" (profile both sides here), or a costs.LayerTimes of
+    per-layer seconds measured elsewhere (e.g. on the board; they override the model layer by
+    layer); default: measure when every device of the target is on this host, else the model. `plan`: a
     HeteroPlan to use as it is (from an artifact). `refine`: with measured costs, time the split
     layers' halves running together once and move each split point to balance them (a layer's
     small slice runs at a different rate than the whole layer did alone). `fallback`: with
@@ -153,7 +154,7 @@ def compile_hetero(graph: Graph, target: str | Target = "mali+a72", costs: str |
     """
     from ..opencl.build import plan_gpu
     from ..opencl.runtime import get_runtime
-    from .costs import model_times
+    from .costs import LayerTimes, model_times
     from .plan import plan_devices
     from .split import apply_plan
 
@@ -166,7 +167,12 @@ def compile_hetero(graph: Graph, target: str | Target = "mali+a72", costs: str |
     if plan is None:
         gpu_full = plan_gpu(graph, device=gpu_dev.name)
         mode = costs or ("measure" if on_host else "model")
-        if mode == "measure":
+        if isinstance(mode, LayerTimes):  # times measured elsewhere, e.g. on the board
+            times = model_times(graph, cpu_dev, gpu_dev, _gpu_ok(gpu_full))
+            times.cpu.update(mode.cpu)
+            times.gpu.update({k: v for k, v in mode.gpu.items() if k in times.gpu})
+            times.source, times.launch_s, times.sync_s = "measured", mode.launch_s, mode.sync_s
+        elif mode == "measure":
             times = measure_times(graph, gpu_full, rt, repeats)
         elif mode == "model":
             times = model_times(graph, cpu_dev, gpu_dev, _gpu_ok(gpu_full))

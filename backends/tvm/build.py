@@ -72,8 +72,12 @@ def plan_graph(g: Graph, tt: TvmTarget, knobs: dict[str, Any] | None = None,
     return Plan(steps, kernels)
 
 
-def build_module(plan: Plan, tt: TvmTarget) -> Any:
-    """Schedule every kernel for `tt` and compile them into one TVM Executable."""
+def build_module(plan: Plan, tt: TvmTarget, parallel: bool = True) -> Any:
+    """Schedule every kernel for `tt` and compile them into one TVM Executable.
+
+    `parallel=False` leaves every loop serial: the code then needs no TVM runtime thread pool
+    (`__TVMBackendParallelLaunch`), so a bare C program can call it (see qemu.py).
+    """
     import tvm
     from tvm import te
 
@@ -81,7 +85,7 @@ def build_module(plan: Plan, tt: TvmTarget) -> Any:
     funcs = {}
     for name, low in plan.kernels.items():
         f = te.create_prim_func(low.tensors).with_attr("global_symbol", name)
-        funcs[name] = _schedule_cpu(f, low, tt) if tt.kind == "cpu" else f
+        funcs[name] = _schedule_cpu(f, low, tt, parallel) if tt.kind == "cpu" else f
     mod = tvm.IRModule(funcs)
     target = tt.tvm()
     if tt.kind == "gpu":
@@ -97,14 +101,31 @@ def build_module(plan: Plan, tt: TvmTarget) -> Any:
     return ex
 
 
-def _schedule_cpu(f: Any, low: Lowered, tt: TvmTarget) -> Any:
+class _SerialSchedule:
+    """A Schedule whose `parallel` does nothing; every other primitive is the real one."""
+
+    def __init__(self, sch: Any) -> None:
+        self._sch = sch
+
+    def parallel(self, loop: Any) -> None:
+        pass
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._sch, name)
+
+
+def _schedule_cpu(f: Any, low: Lowered, tt: TvmTarget, parallel: bool = True) -> Any:
     from tvm import s_tir
 
     from .schedules.generic import schedule_generic_cpu
     from .schedules.x86_conv import schedule_conv, schedule_depthwise, schedule_fc
 
     vec = max(tt.vec, 4)
-    sch = s_tir.Schedule(f)
+
+    def new_schedule() -> Any:
+        return s_tir.Schedule(f) if parallel else _SerialSchedule(s_tir.Schedule(f))
+
+    sch = new_schedule()
     try:
         if low.schedule == "conv":
             schedule_conv(sch, low.info["shape"], low.info["knobs"])
@@ -112,12 +133,16 @@ def _schedule_cpu(f: Any, low: Lowered, tt: TvmTarget) -> Any:
             schedule_depthwise(sch, low.info["shape"], vec)
         elif low.schedule == "fc":
             schedule_fc(sch, low.info["kb"], vec)
+        elif low.schedule == "sparse_fc":
+            from .sparse_fc import schedule_sparse_fc
+
+            schedule_sparse_fc(sch, low.info["kb"], vec)
         else:
             schedule_generic_cpu(sch, vec)
     except Exception as e:  # noqa: BLE001 - a template that does not fit this shape: degrade, never fail
         log.warning("schedule %s does not fit %s (%s); using the generic schedule",
                     low.schedule, f.attrs["global_symbol"], str(e).splitlines()[0][:200])
-        sch = s_tir.Schedule(f)
+        sch = new_schedule()
         try:
             schedule_generic_cpu(sch, vec)
         except Exception:  # noqa: BLE001 - the unscheduled function is still correct

@@ -88,7 +88,7 @@ class TvmExecutable:
     def _bind(self, s: Step) -> tuple[Step, Any]:
         if s.func is None:
             return s, get_kernel(s.node.op)
-        s.args = [a if isinstance(a, Value) else aligned(np.asarray(a, np.float32)) for a in s.args]
+        s.args = [a if isinstance(a, Value) else aligned(_weight(a)) for a in s.args]
         return s, None
 
     def _func(self, name: str) -> Any:
@@ -154,6 +154,12 @@ class TvmExecutable:
         results = self._ref._call(s.node, kernel, args)
         for v, r in zip(s.node.outputs, results, strict=True):
             env[(v, False)] = r
+
+
+def _weight(a: np.ndarray) -> np.ndarray:
+    """A bound argument as the kernel takes it: float32, except integer index arrays (sparse FC)."""
+    a = np.asarray(a)
+    return a if a.dtype == np.int32 else np.asarray(a, np.float32)
 
 
 def _dead_after(steps: list[Step], keep: set[Value]) -> list[list[Value]]:

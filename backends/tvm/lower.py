@@ -18,6 +18,7 @@ from ...errors import LpdcUnsupportedError
 from ...ir import Graph, Node, Value
 from ...ir.ops._shape import pads4, pair
 from . import compute as C
+from . import sparse_fc as SP
 from .lower_simple import SIMPLE
 
 
@@ -27,7 +28,7 @@ class Lowered:
 
     tensors: list[Any]  # te placeholders then the output, in call order
     args: list[Value | np.ndarray]  # one per placeholder
-    schedule: str  # "conv" | "depthwise" | "fc" | "generic"
+    schedule: str  # "conv" | "depthwise" | "fc" | "sparse_fc" | "generic"
     key: tuple  # equal keys = identical kernels (shared between nodes)
     info: dict[str, Any] = field(default_factory=dict)  # shape + knobs for the schedule
 
@@ -115,6 +116,11 @@ def _lower_fc(node: Node, g: Graph, vec: int) -> Lowered:
     nout = w.shape[0]
     kb = max(d for d in range(1, vec + 1) if nout % d == 0)
     epi, extra = _epilogue(node, g, nout)
+    if m <= SP.MAX_SPARSE_BATCH and SP.effective_density(w) < SP.MAX_SPARSE_DENSITY:
+        vals, cols = SP.ell_pack(w, kb)
+        tensors, _ = SP.sparse_fully_connected(nhwc_shape(x), m, kdim, vals.shape[1], kb, epi)
+        return Lowered(tensors, [x, vals, cols, *extra], "sparse_fc",
+                       ("sparse_fc", nhwc_shape(x), m, kdim, nout, kb, vals.shape[1], _epi_key(epi)), {"kb": kb})
     tensors, _ = C.fully_connected(nhwc_shape(x), m, kdim, kb, epi)
     return Lowered(tensors, [x, C.pack_fc_weight(w, kb), *extra], "fc",
                    ("fc", nhwc_shape(x), m, kdim, nout, kb, _epi_key(epi)), {"kb": kb})

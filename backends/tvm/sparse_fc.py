@@ -1,0 +1,79 @@
+"""Sparse fully-connected kernels for pruned, constant weights (batch 1 and small batches).
+
+Layout: sliced ELL. The N output rows are cut into slices of `kb` rows; every row keeps its
+non-zero weights (value + column index), padded with (0.0, column 0) to L = the longest row, and
+packed [N/kb, L, kb] so that slot l of the kb rows of a slice is one contiguous vector. Because
+the weights are constants, L is known at build time and every loop bound is static: the compute
+is a plain TE reduction over L, vectorised across the kb rows (a gather of x per slot), parallel
+over slices, with the dense FC's fused epilogue (bias, residual, activation).
+
+Unstructured (magnitude) pruning scatters the zeros, so row blocks (BSR r x 1) would be mostly
+non-empty at 90% sparsity; the per-row ELL form stores only the real non-zeros plus the padding.
+Selection uses the *effective* density N*L/(N*K), so a layer whose rows are very uneven (much
+padding) stays dense.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+from tvm import s_tir, te, topi
+
+from . import compute as C
+
+# Effective density (padded ELL slots / dense weights) below which the sparse kernel beats the
+# dense one. Measured with bench/bench_tvm_sparse_fc.py on the 2-core AVX-512 (Sapphire Rapids
+# class) dev VM, batch 1, 1 thread, (K, N) = (4096, 4096): the sparse/dense time ratio was
+# 0.17 at density 0.1, 0.37 at 0.2, 0.93 at 0.5 (int32 indices, kb = 16). Set a little below
+# the ~0.5 break-even so that near-ties keep the (better cached, batch-friendly) dense kernel.
+MAX_SPARSE_DENSITY = 0.4
+
+# Batches above this run dense: the gathers are paid per row of x, the dense GEMV amortises better.
+MAX_SPARSE_BATCH = 8
+
+
+def ell_pack(w: np.ndarray, kb: int) -> tuple[np.ndarray, np.ndarray]:
+    """[N, K] -> (values, columns), both [N/kb, L, kb]; padding slots are (0.0, 0)."""
+    n, k = w.shape
+    nz = w != 0
+    counts = nz.sum(axis=1)
+    length = max(int(counts.max()) if n else 0, 1)
+    vals = np.zeros((n, length), np.float32)
+    cols = np.zeros((n, length), np.int32)
+    rows, cs = np.nonzero(nz)  # row-major: columns ascending within each row
+    slot = np.arange(rows.size) - np.repeat(np.cumsum(counts) - counts, counts)
+    vals[rows, slot] = w[rows, cs]
+    cols[rows, slot] = cs
+    pack = (lambda a: np.ascontiguousarray(a.reshape(n // kb, kb, length).transpose(0, 2, 1)))
+    return pack(vals), pack(cols)
+
+
+def effective_density(w: np.ndarray) -> float:
+    """Padded ELL slots over dense weights: what the sparse kernel actually reads and multiplies."""
+    n, k = w.shape
+    return float((w != 0).sum(axis=1).max()) / k if n and k else 1.0
+
+
+def sparse_fully_connected(x_shape: tuple[int, ...], m: int, k: int, length: int, kb: int,
+                           epi: dict[str, Any]) -> tuple[list[Any], Any]:
+    """y[i, j] = sum_l vals[j/kb, l, j%kb] * x[i, cols[j/kb, l, j%kb]]; args x, vals, cols, epilogue."""
+    n_out = epi["channels"]
+    x = te.placeholder(x_shape, name="x")
+    flat = x if len(x_shape) == 2 else topi.reshape(x, (m, k))
+    vals = te.placeholder((n_out // kb, length, kb), name="vals")
+    cols = te.placeholder((n_out // kb, length, kb), dtype="int32", name="cols")
+    r = te.reduce_axis((0, length), "r")
+    conv = te.compute(
+        (m, n_out), lambda i, j: te.sum(vals[j // kb, r, j % kb] * flat[i, cols[j // kb, r, j % kb]], axis=r),
+        name="conv")
+    args, out = C._epilogue(conv, n_out, epi)
+    return [x, vals, cols, *args, out], out
+
+
+def schedule_sparse_fc(sch: s_tir.Schedule, kb: int, vec: int) -> None:
+    """Parallel over kb-row slices; per slice the kb accumulators live in registers, the L slots
+    run serially, the kb rows of each slot are one vector (values, columns contiguous; x gathered)."""
+    from .schedules.x86_conv import schedule_fc
+
+    schedule_fc(sch, kb, vec)  # same loop structure as the dense GEMV: only the loads differ
