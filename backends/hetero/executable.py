@@ -22,12 +22,13 @@ from ..numpy.executable import NodeTiming
 from ..opencl.build import GpuPlan
 from ..opencl.executable import bind_step, kernel_buffers
 from ..opencl.runtime import Runtime
+from ..run_support import GraphIO, last_uses, median_profile
 from ..tvm.executable import TvmExecutable, aligned, aligned_empty
 from ..tvm.lower import is_act4, nhwc_shape
 from .plan import HeteroPlan
 
 
-class HeteroExecutable:
+class HeteroExecutable(GraphIO):
     """`run(inputs)` on the CPU side's TVM library and the GPU side's OpenCL program together."""
 
     def __init__(self, graph: Graph, plan: HeteroPlan, cpu: TvmExecutable, gpu_plan: GpuPlan, rt: Runtime,
@@ -55,7 +56,7 @@ class HeteroExecutable:
         self._arena_roots: set[int] = set()
         self._placed = self._placements()
         self._sequence = self._schedule()
-        self._last = _last_use(self._sequence, set(graph.outputs))
+        self._last = last_uses([n for _, n in self._sequence], set(graph.outputs))
 
     def save(self, path: Any, meta: dict[str, Any] | None = None) -> Any:
         """Write the board's artifact directory (see artifact.py)."""
@@ -65,14 +66,6 @@ class HeteroExecutable:
 
     def explain(self) -> str:
         return self.plan.explain()
-
-    @property
-    def input_names(self) -> list[str]:
-        return [v.name for v in self.graph.inputs]
-
-    @property
-    def output_names(self) -> list[str]:
-        return [v.name for v in self.graph.outputs]
 
     @property
     def fallbacks(self) -> dict[str, str]:
@@ -89,16 +82,10 @@ class HeteroExecutable:
             return self.cpu.run(inputs)  # an all-CPU plan: the TVM executable's own loop, no overhead
         return self._execute(inputs, None)
 
-    def profile(self, inputs: Mapping[str, np.ndarray], repeats: int = 1) -> tuple[dict[str, np.ndarray],
-                                                                                   list[NodeTiming]]:
+    def profile(self, inputs: Mapping[str, np.ndarray],
+                repeats: int = 1) -> tuple[dict[str, np.ndarray], list[NodeTiming]]:
         """Wall time of each step as the host saw it (GPU steps: the enqueue, not the kernel)."""
-        runs = []
-        for _ in range(max(1, repeats)):
-            times: list[NodeTiming] = []
-            runs.append((self._execute(inputs, times), times))
-        med = np.median(np.array([[t.seconds for t in r[1]] for r in runs]), axis=0)
-        first = runs[0][1]
-        return runs[-1][0], [NodeTiming(t.name, t.op, float(s), t.primitive) for t, s in zip(first, med, strict=True)]
+        return median_profile(lambda times: self._execute(inputs, times), repeats)
 
     # ---- zero-copy row splits -----------------------------------------------------------------
     def _placements(self) -> dict[Value, tuple[Value, int]]:
@@ -345,16 +332,3 @@ def _row_view(n: Any, align: int) -> tuple[int, int] | None:
     if not len(r) or (r.start * w * c * 4) % align:
         return None
     return r.start, r.stop
-
-
-def _last_use(sequence: list[tuple[str, Any]], keep: set[Value]) -> list[list[Value]]:
-    last: dict[Value, int] = {}
-    for i, (_, n) in enumerate(sequence):
-        for v in n.inputs:
-            if v is not None:
-                last[v] = i
-    dead: list[list[Value]] = [[] for _ in sequence]
-    for v, i in last.items():
-        if v not in keep:
-            dead[i].append(v)
-    return dead

@@ -19,6 +19,7 @@ from ...ir import Graph, Value
 from ..numpy.executable import Executable as NumpyExecutable
 from ..numpy.executable import NodeTiming
 from ..numpy.kernels import get_kernel
+from ..run_support import GraphIO, last_uses, median_profile
 from ..tvm.lower import is_act4, nhwc_shape
 from .build import GpuPlan, GpuStep
 from .runtime import Kernel, Runtime, get_runtime
@@ -34,7 +35,7 @@ def from_device_layout(v: Value, a: np.ndarray) -> np.ndarray:
     return np.ascontiguousarray(a.transpose(0, 3, 1, 2)) if is_act4(v) else a
 
 
-class OpenCLExecutable:
+class OpenCLExecutable(GraphIO):
     """A graph built by the OpenCL backend: `run({name: array}) -> {name: array}`, `.profile`."""
 
     def __init__(self, graph: Graph, plan: GpuPlan, runtime: Runtime | None = None,
@@ -50,7 +51,7 @@ class OpenCLExecutable:
         self._kernels: dict[str, Any] = {}  # one kernel object per name (retrieval is costly)
         self._bound = [self._bind(s, prg) for s in plan.steps]
         self.build_seconds += time.perf_counter() - t0
-        self._last_use = _last_use(plan.steps, set(graph.outputs))
+        self._last_use = last_uses([s.node for s in plan.steps], set(graph.outputs))
 
     @property
     def fallbacks(self) -> dict[str, str]:
@@ -60,27 +61,12 @@ class OpenCLExecutable:
     def device(self) -> str:
         return self.rt.description
 
-    @property
-    def input_names(self) -> list[str]:
-        return [v.name for v in self.graph.inputs]
-
-    @property
-    def output_names(self) -> list[str]:
-        return [v.name for v in self.graph.outputs]
-
     def run(self, inputs: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
         return self._execute(inputs, None)
 
-    def profile(self, inputs: Mapping[str, np.ndarray], repeats: int = 1) -> tuple[dict[str, np.ndarray],
-                                                                                   list[NodeTiming]]:
-        runs = []
-        for _ in range(max(1, repeats)):
-            times: list[NodeTiming] = []
-            outs = self._execute(inputs, times)
-            runs.append((outs, times))
-        med = np.median(np.array([[t.seconds for t in r[1]] for r in runs]), axis=0)
-        first = runs[0][1]
-        return runs[-1][0], [NodeTiming(t.name, t.op, float(s), t.primitive) for t, s in zip(first, med, strict=True)]
+    def profile(self, inputs: Mapping[str, np.ndarray],
+                repeats: int = 1) -> tuple[dict[str, np.ndarray], list[NodeTiming]]:
+        return median_profile(lambda times: self._execute(inputs, times), repeats)
 
     # ---- internals --------------------------------------------------------------------------
     def _bind(self, s: GpuStep, prg: Any) -> tuple[GpuStep, Any, list[Any]]:
@@ -175,16 +161,3 @@ def kernel_buffers(s: GpuStep, consts: list[Any], out: Any, buffer_of: Any) -> l
         return [buffer_of(v) for v in s.handwritten.inputs] + consts + [out]
     by_pos = [consts[j] if consts[j] is not None else buffer_of(a) for j, a in enumerate(s.args)] + [out]
     return [by_pos[j] for j in s.arg_order]
-
-
-def _last_use(steps: list[GpuStep], keep: set[Value]) -> list[list[Value]]:
-    last: dict[Value, int] = {}
-    for i, s in enumerate(steps):
-        for v in s.node.inputs:
-            if v is not None:
-                last[v] = i
-    dead: list[list[Value]] = [[] for _ in steps]
-    for v, i in last.items():
-        if v not in keep:
-            dead[i].append(v)
-    return dead

@@ -9,11 +9,14 @@ from __future__ import annotations
 
 import logging
 import time
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ...errors import LpdcTargetError
 from ...ir import Graph
 from ..target import Target
+
+if TYPE_CHECKING:
+    from .build import Progress
 
 log = logging.getLogger(__name__)
 
@@ -30,11 +33,14 @@ def tvm_device(tgt: Target) -> str:
     return names[0]
 
 
-def compile_tvm(graph: Graph, target: str | Target = "x86", knobs: dict[str, Any] | None = None, **options: Any):
+def compile_tvm(graph: Graph, target: str | Target = "x86", knobs: dict[str, Any] | None = None, *,
+                plan_memory: bool = False, progress: Progress | None = None, **options: Any):
     """Lower, schedule and build `graph` (already optimised) for a TVM target.
 
     `knobs` maps conv node names to schedules.x86_conv.ConvKnobs (register tile, padding) that
-    replace the defaults chosen from the layer's shape.
+    replace the defaults chosen from the layer's shape. `plan_memory`: run every activation out
+    of one arena laid out by plan-memory (`exe.arena_bytes`). `progress(desc, total) -> tick`
+    hears each kernel scheduled (the CLI draws a bar).
     """
     from .build import build_module, plan_graph
     from .executable import TvmExecutable
@@ -44,10 +50,15 @@ def compile_tvm(graph: Graph, target: str | Target = "x86", knobs: dict[str, Any
     tt = tvm_target(tvm_device(tgt))
     t0 = time.perf_counter()
     plan = plan_graph(graph, tt, knobs)
-    lib = build_module(plan, tt)
+    lib = build_module(plan, tt, progress=progress)
     seconds = time.perf_counter() - t0
     if plan.fallbacks:
         log.info("%d nodes run on the NumPy reference kernels: %s", len(plan.fallbacks), sorted(plan.fallbacks))
-    exe = TvmExecutable(graph, plan, lib, tgt.name, tt.runs_here, seconds)
+    memory = None
+    if plan_memory:
+        from ...passes.plan_memory import plan_memory as plan_arena
+
+        memory = plan_arena(graph)
+    exe = TvmExecutable(graph, plan, lib, tgt.name, tt.runs_here, seconds, memory_plan=memory)
     exe.tvm_target = tt
     return exe

@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 import re
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -22,6 +23,8 @@ from .target import TvmTarget
 
 log = logging.getLogger(__name__)
 
+# progress(description, total) -> tick(): the CLI's tqdm bar; library code stays silent.
+Progress = Callable[[str, int], Callable[[], None]]
 # Ops that only carry data through; the fallback handles them at no real cost.
 _SKIP = ("const",)
 
@@ -72,20 +75,24 @@ def plan_graph(g: Graph, tt: TvmTarget, knobs: dict[str, Any] | None = None,
     return Plan(steps, kernels)
 
 
-def build_module(plan: Plan, tt: TvmTarget, parallel: bool = True) -> Any:
+def build_module(plan: Plan, tt: TvmTarget, parallel: bool = True, progress: Progress | None = None) -> Any:
     """Schedule every kernel for `tt` and compile them into one TVM Executable.
 
     `parallel=False` leaves every loop serial: the code then needs no TVM runtime thread pool
-    (`__TVMBackendParallelLaunch`), so a bare C program can call it (see qemu.py).
+    (`__TVMBackendParallelLaunch`), so a bare C program can call it (see qemu.py). `progress`
+    ticks once per kernel scheduled and once when the module is built.
     """
     import tvm
     from tvm import te
 
     t0 = time.perf_counter()
+    tick = progress("TVM kernels", len(plan.kernels) + 1) if progress is not None else None
     funcs = {}
     for name, low in plan.kernels.items():
         f = te.create_prim_func(low.tensors).with_attr("global_symbol", name)
         funcs[name] = _schedule_cpu(f, low, tt, parallel) if tt.kind == "cpu" else f
+        if tick is not None:
+            tick()
     mod = tvm.IRModule(funcs)
     target = tt.tvm()
     if tt.kind == "gpu":
@@ -97,6 +104,8 @@ def build_module(plan: Plan, tt: TvmTarget, parallel: bool = True) -> Any:
     except Exception as e:  # noqa: BLE001 - report TVM's failure as ours, naming the kernels
         raise LpdcTargetError(f"TVM could not build the {len(funcs)} kernels for {tt.name}: "
                               f"{str(e).splitlines()[0][:300]}") from e
+    if tick is not None:
+        tick()
     log.info("built %d TVM kernels for %s in %.1f s", len(funcs), tt.name, time.perf_counter() - t0)
     return ex
 

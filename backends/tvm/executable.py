@@ -4,13 +4,15 @@ NumPy arrays are passed to TVM functions directly (DLPack, ~0.5 us a call), so t
 small Python loop. Every array handed to TVM is 64-byte aligned (the generated code may assume
 it). 4-D activations live NHWC between TVM kernels; a NumPy-fallback node gets NCHW copies, and
 the runner converts a value only when a consumer needs the other layout (cached per run).
+With a memory plan (`compile_tvm(..., plan_memory=True)`) kernel outputs and layout copies go into
+one preallocated arena at plan-memory's offsets (see arena.py); outputs are copied out of it.
 """
 
 from __future__ import annotations
 
 import time
 from collections.abc import Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -19,8 +21,12 @@ from ...ir import Graph, Value
 from ..numpy.executable import Executable as NumpyExecutable
 from ..numpy.executable import NodeTiming
 from ..numpy.kernels import get_kernel
+from ..run_support import GraphIO, last_uses, median_profile
 from .build import Plan, Step
 from .lower import is_act4, nhwc_shape
+
+if TYPE_CHECKING:
+    from ...passes.plan_memory import MemoryPlan
 
 
 def aligned(a: np.ndarray) -> np.ndarray:
@@ -41,11 +47,11 @@ def aligned_empty(shape: tuple[int, ...], dtype: Any = np.float32, align: int = 
     return buf[off:off + n * dt.itemsize].view(dt).reshape(shape)
 
 
-class TvmExecutable:
+class TvmExecutable(GraphIO):
     """A graph built by the TVM backend: `run({name: array}) -> {name: array}`, `.profile`."""
 
     def __init__(self, graph: Graph, plan: Plan, lib: Any, target_name: str, runs_here: bool,
-                 build_seconds: float = 0.0) -> None:
+                 build_seconds: float = 0.0, memory_plan: MemoryPlan | None = None) -> None:
         self.graph = graph
         self.plan = plan
         self.lib = lib
@@ -55,19 +61,30 @@ class TvmExecutable:
         self._ref = NumpyExecutable(graph)  # input checking and the fallback interpreter's contract
         self._funcs: dict[str, Any] = {}
         self._steps = [self._bind(s) for s in plan.steps]
-        self._dead_after = _dead_after(plan.steps, set(graph.outputs))
+        self._dead_after = last_uses([s.node for s in plan.steps], set(graph.outputs))
+        self._arena = None
+        if memory_plan is not None:  # opt-in: activations live in one arena, allocated once here
+            from .arena import TvmArena
+
+            self._arena = TvmArena(memory_plan, plan.steps, graph.outputs)
+
+    @property
+    def memory_plan(self) -> MemoryPlan | None:
+        return None if self._arena is None else self._arena.plan
+
+    @property
+    def arena_bytes(self) -> int | None:
+        """Bytes of the activation arena (plan-memory's size), None when running without a plan."""
+        return None if self._arena is None else self._arena.plan.arena_bytes
+
+    @property
+    def arena_misses(self) -> list[str]:
+        """Values the last run wrote outside the arena because their slot was still in use."""
+        return [] if self._arena is None else list(self._arena.misses)
 
     @property
     def fallbacks(self) -> dict[str, str]:
         return self.plan.fallbacks
-
-    @property
-    def input_names(self) -> list[str]:
-        return [v.name for v in self.graph.inputs]
-
-    @property
-    def output_names(self) -> list[str]:
-        return [v.name for v in self.graph.outputs]
 
     def run(self, inputs: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
         return self._execute(inputs, None)
@@ -75,14 +92,7 @@ class TvmExecutable:
     def profile(self, inputs: Mapping[str, np.ndarray],
                 repeats: int = 1) -> tuple[dict[str, np.ndarray], list[NodeTiming]]:
         """Run `repeats` times; per-node times are medians (layout conversions count to the consumer)."""
-        runs = []
-        for _ in range(max(1, repeats)):
-            times: list[NodeTiming] = []
-            outs = self._execute(inputs, times)
-            runs.append((outs, times))
-        med = np.median(np.array([[t.seconds for t in r[1]] for r in runs]), axis=0)
-        first = runs[0][1]
-        return runs[-1][0], [NodeTiming(t.name, t.op, float(s), t.primitive) for t, s in zip(first, med, strict=True)]
+        return median_profile(lambda times: self._execute(inputs, times), repeats)
 
     # ---- internals --------------------------------------------------------------------------
     def _bind(self, s: Step) -> tuple[Step, Any]:
@@ -104,23 +114,29 @@ class TvmExecutable:
         if not self.runs_here:
             self._func("")
         env: dict[tuple[Value, bool], np.ndarray] = {}  # (value, stored NHWC?) -> array
+        arena = self._arena
+        if arena is not None:
+            arena.reset()
         for v, a in self._ref._bind_inputs(inputs).items():
             env[(v, False)] = a
         for i, (s, kernel) in enumerate(self._steps):
             t0 = time.perf_counter()
             if s.func is None:
-                self._run_fallback(s, kernel, env)
+                self._run_fallback(s, kernel, env, i)
             else:
-                self._run_tvm(s, env)
+                self._run_tvm(s, env, i)
             if times is not None:
                 times.append(NodeTiming(s.node.name, s.node.op, time.perf_counter() - t0, "tvm" if s.func else "numpy"))
             for v in self._dead_after[i]:  # free activations after their last reader (both layouts)
                 env.pop((v, False), None)
                 env.pop((v, True), None)
+        if arena is not None:
+            return {v.name: arena.copy_out(self._get(v, False, env)) for v in self.graph.outputs}
         return {v.name: self._get(v, False, env) for v in self.graph.outputs}
 
-    def _get(self, v: Value, nhwc: bool, env: dict) -> np.ndarray:
-        """`v` in the requested storage (NHWC only applies to 4-D NCHW activations)."""
+    def _get(self, v: Value, nhwc: bool, env: dict, step: int | None = None) -> np.ndarray:
+        """`v` in the requested storage (NHWC only applies to 4-D NCHW activations). With an arena
+        and the reading `step`, a layout copy goes into v's slot when the slot is free."""
         nhwc = nhwc and is_act4(v)
         got = env.get((v, nhwc))
         if got is not None:
@@ -133,44 +149,39 @@ class TvmExecutable:
             other = env[(v, False)] = np.asarray(data)
             if not nhwc:
                 return other
-        conv = aligned(other.transpose(0, 2, 3, 1) if nhwc else other.transpose(0, 3, 1, 2))
+        moved = other.transpose(0, 2, 3, 1) if nhwc else other.transpose(0, 3, 1, 2)
+        conv = None
+        if self._arena is not None and step is not None:
+            conv = self._arena.place(v, nhwc, moved, step)
+        if conv is None:
+            conv = aligned(moved)
         env[(v, nhwc)] = conv
         return conv
 
-    def _run_tvm(self, s: Step, env: dict) -> None:
-        args = [aligned(self._get(a, True, env)) if isinstance(a, Value) else a for a in s.args]
+    def _run_tvm(self, s: Step, env: dict, step: int | None = None) -> None:
+        args = [aligned(self._get(a, True, env, step)) if isinstance(a, Value) else a for a in s.args]
         out_v = s.node.output
-        out = aligned_empty(nhwc_shape(out_v))
+        out = None if self._arena is None or step is None else self._arena.output_slot(s, step, args)
+        if out is None:
+            out = aligned_empty(nhwc_shape(out_v))
         try:
             self._func(s.func)(*args, out)
         except LpdcError:
             raise
         except Exception as e:  # noqa: BLE001 - a TVM runtime failure: name the node
             raise LpdcExecutionError(f"{type(e).__name__}: {e}", where=f"node '{s.node.name}' ({s.node.op})") from e
+        if self._arena is not None and out is self._arena.slot(out_v, is_act4(out_v)):
+            self._arena.hold(out_v)
         env[(out_v, is_act4(out_v))] = out
 
-    def _run_fallback(self, s: Step, kernel: Any, env: dict) -> None:
-        args = [None if v is None else self._get(v, False, env) for v in s.node.inputs]
+    def _run_fallback(self, s: Step, kernel: Any, env: dict, step: int | None = None) -> None:
+        args = [None if v is None else self._get(v, False, env, step) for v in s.node.inputs]
         results = self._ref._call(s.node, kernel, args)
         for v, r in zip(s.node.outputs, results, strict=True):
-            env[(v, False)] = r
+            env[(v, False)] = r if self._arena is None else self._arena.adopt(v, r)
 
 
 def _weight(a: np.ndarray) -> np.ndarray:
     """A bound argument as the kernel takes it: float32, except integer index arrays (sparse FC)."""
     a = np.asarray(a)
     return a if a.dtype == np.int32 else np.asarray(a, np.float32)
-
-
-def _dead_after(steps: list[Step], keep: set[Value]) -> list[list[Value]]:
-    """For each step, the values whose last reader it is (never graph outputs)."""
-    last: dict[Value, int] = {}
-    for i, s in enumerate(steps):
-        for v in s.node.inputs:
-            if v is not None:
-                last[v] = i
-    dead: list[list[Value]] = [[] for _ in steps]
-    for v, i in last.items():
-        if v not in keep:
-            dead[i].append(v)
-    return dead

@@ -39,17 +39,20 @@ _PRELUDE = r"""#include <stdio.h>
 typedef struct { int32_t type_index; uint32_t zero_padding; void* v_ptr; } TVMFFIAny;  /* tvm/ffi/c_api.h */
 enum { kTVMFFIDLTensorPtr = 7 };
 
-/* The only TVM runtime entry points the serial kernels reach: error reports and big scratch buffers. */
+/* The TVM runtime entry points serial kernels reach: error reports, and scratch buffers (padding
+   stages) through function pointers the object declares weak and the runtime's loader would fill. */
 void TVMFFIErrorSetRaisedFromCStrParts(const char* kind, const char** parts, int n) {
   fprintf(stderr, "%s:", kind);
   for (int i = 0; i < n; ++i) fprintf(stderr, " %s", parts[i]);
   fprintf(stderr, "\n");
 }
-void* TVMBackendAllocWorkspace(int dev, int id, uint64_t nbytes, int code, int bits) {
+static void* alloc_workspace(int dev, int id, uint64_t nbytes, int code, int bits) {
   void* p = NULL;
   return posix_memalign(&p, 64, nbytes ? nbytes : 64) ? NULL : p;
 }
-int TVMBackendFreeWorkspace(int dev, int id, void* p) { free(p); return 0; }
+static int free_workspace(int dev, int id, void* p) { free(p); return 0; }
+void* (*__TVMBackendAllocWorkspace)(int, int, uint64_t, int, int) = alloc_workspace;
+int (*__TVMBackendFreeWorkspace)(int, int, void*) = free_workspace;
 
 static void* buffer(DLTensor* t, const char* path) {
   size_t n = 4;

@@ -23,11 +23,13 @@ from tvm import s_tir, te, topi
 from . import compute as C
 
 # Effective density (padded ELL slots / dense weights) below which the sparse kernel beats the
-# dense one. Measured with bench/bench_tvm_sparse_fc.py on the 2-core AVX-512 (Sapphire Rapids
-# class) dev VM, batch 1, 1 thread, (K, N) = (4096, 4096): the sparse/dense time ratio was
-# 0.17 at density 0.1, 0.37 at 0.2, 0.93 at 0.5 (int32 indices, kb = 16). Set a little below
-# the ~0.5 break-even so that near-ties keep the (better cached, batch-friendly) dense kernel.
-MAX_SPARSE_DENSITY = 0.4
+# dense one. Measured with bench/bench_tvm_sparse_fc.py (batch 1, 1 thread, medians of 9) on the
+# shared 2-core AMD Zen 5 dev VM (mcpu znver5, AVX-512, 16 lanes, int32 columns, kb = 16):
+# sparse/dense time at effective density 0.43: 1.5x slower, 0.41: 1.04x slower, 0.31-0.32: from
+# 1.3x slower to 1.4x faster (noise), 0.27: 1.6x faster, 0.21-0.22: 1.6-2.4x, 0.12: 3.9x faster,
+# for (K, N) = (4096, 4096) and (25088, 4096). The break-even sits near 0.35; 0.3 keeps near-ties
+# on the dense kernel (which also batches better).
+MAX_SPARSE_DENSITY = 0.3
 
 # Batches above this run dense: the gathers are paid per row of x, the dense GEMV amortises better.
 MAX_SPARSE_BATCH = 8
@@ -45,8 +47,7 @@ def ell_pack(w: np.ndarray, kb: int) -> tuple[np.ndarray, np.ndarray]:
     slot = np.arange(rows.size) - np.repeat(np.cumsum(counts) - counts, counts)
     vals[rows, slot] = w[rows, cs]
     cols[rows, slot] = cs
-    pack = (lambda a: np.ascontiguousarray(a.reshape(n // kb, kb, length).transpose(0, 2, 1)))
-    return pack(vals), pack(cols)
+    return tuple(np.ascontiguousarray(a.reshape(n // kb, kb, length).transpose(0, 2, 1)) for a in (vals, cols))
 
 
 def effective_density(w: np.ndarray) -> float:
