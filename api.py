@@ -56,7 +56,8 @@ def compile(graph: Graph, target: str | Target = "numpy", opt_level: int = 2,
             passes: Sequence[str] | None = None, **options: Any):
     """Optimise `graph` for `target` and return an Executable (`.run(inputs)`, `.graph`).
 
-    `passes` replaces the opt level's pipeline when given. The input graph is not modified.
+    `passes` replaces the opt level's pipeline when given; `instruments` watch every pass (see
+    passes/instruments.py). The input graph is not modified.
     """
     from .passes.manager import PassManager, pipeline
 
@@ -65,7 +66,7 @@ def compile(graph: Graph, target: str | Target = "numpy", opt_level: int = 2,
         raise LpdcError(f"compile takes an lpdc Graph (see lpdc.load), got {type(graph).__name__}")
     graph.verify()
     names = list(passes) if passes is not None else pipeline(opt_level)
-    manager = PassManager(names, dump=options.pop("dump_ir", ()))
+    manager = PassManager(names, dump=options.pop("dump_ir", ()), instruments=options.pop("instruments", ()))
     optimised = manager.run(graph.copy())
     backend = _backend_for(tgt)
     exe = backend(optimised, tgt, **options)
@@ -85,7 +86,7 @@ def _backend_for(tgt: Target):
     if tgt.backends == {"opencl"} and len(tgt.devices) == 1:
         from .backends.opencl import compile_opencl
 
-        return lambda g, t, **kw: compile_opencl(g, **kw)
+        return lambda g, t, **kw: compile_opencl(g, t.devices[0].name, **kw)
     if tgt.backends == {"opencl", "tvm"}:
         from .backends.hetero import compile_hetero
 

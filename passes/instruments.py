@@ -2,6 +2,7 @@
 
 - `IRDump`: the textual IR before/after chosen passes (`--dump-ir=after:fold-bn`), to a sink,
   a directory of `NNN_after_fold-bn.lpir` files, or the log.
+- `PassProgress`: each pass's start and end, to callbacks (the CLI draws a tqdm bar with them).
 - `NumericCheck`: differential testing while developing a pass. It runs the NumPy reference on
   the graph before the first pass and after every pass (on given or seeded random inputs) and
   raises `PassError` naming the first pass whose outputs drift beyond
@@ -96,6 +97,26 @@ class NumericCheck:
         if problem is not None:
             raise PassError(name, self.checked, f"numeric check: {problem}")
         self.checked.append(name)
+
+
+@dataclass
+class PassProgress:
+    """Reports every pass to callbacks: `on_start(name)` before it runs, `on_done(name)` after.
+
+    Library code never draws; the command line turns these calls into a progress bar.
+    """
+
+    on_done: Callable[[str], None]
+    on_start: Callable[[str], None] | None = None
+    done: int = field(default=0, init=False)
+
+    def before_pass(self, name: str, graph: Graph) -> None:
+        if self.on_start is not None:
+            self.on_start(name)
+
+    def after_pass(self, name: str, graph: Graph) -> None:
+        self.done += 1
+        self.on_done(name)
 
 
 @dataclass

@@ -103,7 +103,7 @@ def test_bench_json_csv_and_plot(capsys, tmp_path):
 def test_bench_bad_values_are_lpdc_errors(capsys):
     code, _, err = _run(capsys, "bench", MODEL, "--repeats", "0")
     assert code == 1 and "lpdc: error: --repeats must be at least 1" in err
-    code, _, err = _run(capsys, "bench", MODEL, "--target", "mali", "--repeats", "1")
+    code, _, err = _run(capsys, "bench", MODEL, "--target", "mali+nosuch", "--repeats", "1")
     assert code == 1 and "lpdc: error:" in err and "Traceback" not in err
 
 

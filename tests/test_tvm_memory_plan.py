@@ -4,7 +4,7 @@ Zoo models (the heavy ones at 64x64, as in test_tvm_x86) give the same outputs w
 the arena and match the NumPy reference; repeated runs do not leak data between runs; the arena
 is the planner's size and smaller than all activations together; outputs are copies. A hand-made
 graph covers the slots the planner shares but a TVM kernel may not overwrite (a flatten that
-transposes, a view whose input is read later, NumPy fallbacks returning views).
+transposes, a view whose input is read later, NumPy fallbacks returning views of the arena).
 """
 
 from __future__ import annotations
@@ -83,17 +83,19 @@ def _tricky() -> Graph:
     w = g.add_const(rng.standard_normal((8, 8, 3, 3)).astype(np.float32) * 0.2, "w")
     c1 = g.op("conv", x, w, None, pad=[1, 1, 1, 1], name="c1")
     r1 = g.op("relu", c1, name="r1")  # in place over c1
-    s1 = g.op("sigmoid", r1, name="s1")  # in place over r1
-    f1 = g.op("flatten", s1, name="f1")  # shares s1's slot, but transposes NHWC -> NCHW order
-    t1 = g.op("tanh", s1, name="t1")  # s1 is still read after the flatten
-    f2 = g.op("flatten", t1, name="f2")  # t1 dies here: still no in-place transpose
-    gp = g.op("global_avg_pool", t1, name="gp")
+    s1 = g.op("sigmoid", r1, name="s1")  # r1 is an output: not in place
+    f1 = g.op("flatten", s1, name="f1")  # shares s1's slot, but s1 is read later (and it transposes)
+    t1 = g.op("tanh", s1, name="t1")
+    f2 = g.op("flatten", t1, name="f2")  # t1 dies here, yet NHWC -> NCHW order cannot run in place
+    v = g.op("reshape", s1, name="v", shape=[1, 2, 24, 6])  # NumPy fallback sharing s1's slot
+    q = g.op("relu", v, name="q")  # wants v in NHWC: its layout copy must not land on s1, read below
+    gp = g.op("global_avg_pool", s1, name="gp")
     f3 = g.op("flatten", gp, name="f3")  # 1x1 spatial: the same order, may run in place
-    rs = g.op("reshape", f3, name="rs", shape=[2, 4])  # NumPy fallback returning a view of f3's slot
-    tr = g.op("transpose", rs, name="tr", perm=[1, 0])  # NumPy fallback: a strided view, copied out
-    e = g.op("relu", rs, name="e")
+    rs = g.op("reshape", f3, name="rs", shape=[1, 2, 2, 2])  # NumPy fallback: an NCHW view of f3's slot
+    q4 = g.op("identity", rs, name="q4")  # shares the slot too: its NHWC output must not land on rs
+    e = g.op("transpose", rs, name="e", perm=[0, 1, 3, 2])  # NumPy reads rs's NCHW view after q4
     m = g.op("mul", f1, f2, name="m")
-    g.set_outputs([r1, m, e, tr])  # r1 is an output read on by s1
+    g.set_outputs([r1, m, e, q, q4])
     g.verify()
     return g
 
@@ -101,7 +103,7 @@ def _tricky() -> Graph:
 def test_shared_slots_a_kernel_must_not_overwrite():
     g = _tricky()
     plain, planned = compile_tvm(g, "x86"), compile_tvm(g, "x86", plan_memory=True)
-    assert set(plain.fallbacks) == {"rs", "tr"}
+    assert set(plain.fallbacks) == {"v", "rs", "e"}
     x, y = random_inputs(g, seed=3), random_inputs(g, seed=4)
     ref = compile_numpy(g).run(x)
     first = planned.run(x)
@@ -109,5 +111,16 @@ def test_shared_slots_a_kernel_must_not_overwrite():
     _same(first, plain.run(x))
     assert compare_outputs(ref, first, rtol=1e-5, atol=1e-6) is None
     _same(planned.run(x), first)
-    assert set(planned.arena_misses) == {"f1", "f2"}  # the transposing flattens wrote fresh arrays
+    # wrote fresh arrays: the transposing flattens, and q4 whose slot still holds rs (read by e)
+    assert set(planned.arena_misses) == {"f1", "f2", "q4"}
     assert planned.arena_bytes == plan_memory(g).arena_bytes < activation_bytes(g)
+
+
+def test_fallback_views_into_other_slots_are_copied():
+    g = _tricky()
+    arena = compile_tvm(g, "x86", plan_memory=True)._arena
+    by_name = {v.name: v for n in g.nodes for v in n.outputs}
+    slot = arena.slot(by_name["m"], False)
+    assert arena.adopt(by_name["m"], slot) is slot  # exactly its own slot: kept in place
+    strided = arena.adopt(by_name["e"], slot[:, ::36].reshape(1, 2, 2, 2))  # a view elsewhere in the arena
+    assert not np.may_share_memory(strided, arena.data)

@@ -116,7 +116,7 @@ def test_ell_pack_roundtrip():
     rng = np.random.default_rng(3)
     w = rng.standard_normal((32, 50)).astype(np.float32) * (rng.random((32, 50)) < 0.2)
     vals, cols = ell_pack(w, 8)
-    assert vals.shape == cols.shape == (4, int((w != 0).sum(1).max()), 8) and cols.dtype == np.int32
+    assert vals.shape == cols.shape == (4, int((w != 0).sum(1).max()), 8) and cols.dtype == np.uint16
     back = np.zeros_like(w)
     for s in range(4):
         for lane in range(8):

@@ -12,6 +12,7 @@ import json
 import logging
 import sys
 from collections.abc import Sequence
+from typing import IO, Any
 
 import numpy as np
 
@@ -68,6 +69,48 @@ def _read_inputs(graph, specs: Sequence[str] | None, seed: int) -> dict[str, np.
     return inputs
 
 
+def progress_mode(args: argparse.Namespace) -> bool | None:
+    """None: tqdm decides (bars only when stderr is a terminal, never in pipes or tests); False: never."""
+    quiet = getattr(args, "no_progress", False) or getattr(args, "quiet", False) or getattr(args, "json", False)
+    return False if quiet else None
+
+
+def pass_bar(total: int, enabled: bool | None = None, file: IO[str] | None = None) -> tuple[Any, Any]:
+    """A tqdm bar over `total` passes and the PassProgress instrument that feeds it (close the bar).
+    `enabled`: None draws only on a terminal, True always (tests), False never."""
+    from tqdm import tqdm
+
+    from ..passes.instruments import PassProgress
+
+    bar = tqdm(total=total, desc="passes", unit="pass", leave=False, file=file or sys.stderr, dynamic_ncols=True,
+               disable=None if enabled is None else not enabled)
+
+    def done(name: str) -> None:
+        bar.update(1)
+        if bar.n >= bar.total:  # clear it before the backend's own bars start
+            bar.close()
+    return PassProgress(on_done=done, on_start=bar.set_postfix_str), bar
+
+
+def _compile(args: argparse.Namespace, graph):
+    """api.compile with progress bars over the passes and, for TVM/OpenCL targets, the kernels."""
+    from ..api import compile
+    from ..backends.target import Target
+    from ..passes.manager import pipeline
+    from .commands import tqdm_progress
+
+    enabled = progress_mode(args)
+    instrument, bar = pass_bar(len(pipeline(args.opt_level)), enabled)
+    options: dict[str, Any] = {"instruments": [instrument]}
+    backends = Target(args.target).backends
+    if backends == {"tvm"} or (backends == {"opencl"} and len(Target(args.target).devices) == 1):
+        options["progress"] = tqdm_progress(enabled is not False)  # a bar per build phase, terminal only
+    try:
+        return compile(graph, target=args.target, opt_level=args.opt_level, **options)
+    finally:
+        bar.close()
+
+
 def cmd_version(args: argparse.Namespace) -> int:
     from .. import __version__
 
@@ -76,7 +119,7 @@ def cmd_version(args: argparse.Namespace) -> int:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    from ..api import compile, load
+    from ..api import load
 
     is_dir = bool(args.model) and not args.model.startswith("zoo:") and args.model != "default" and _is_dir(args.model)
     run_kw: dict = {}
@@ -92,7 +135,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         exe = load_tvm_artifact(args.model)
     else:
         graph = load(args.model) if is_dir else load_model(args)
-        exe = compile(graph, target=args.target, opt_level=args.opt_level)
+        exe = _compile(args, graph)
         if getattr(exe, "emulated", False):
             run_kw = {"emulate": True}  # a board target compiled here can only run as an emulation
     inputs = _read_inputs(exe.graph, args.input, args.seed)
@@ -142,7 +185,7 @@ def _is_dir(path: str) -> bool:
 
 
 def cmd_compile(args: argparse.Namespace) -> int:
-    from ..api import compile, save
+    from ..api import save
 
     graph = load_model(args)
     if args.quant_config:  # a configuration `lpdc quantize --report` wrote
@@ -156,9 +199,9 @@ def cmd_compile(args: argparse.Namespace) -> int:
         from ..passes.select.select_primitives import select_config
 
         with select_config(on_plan=plans.append):
-            exe = compile(graph, target=args.target, opt_level=args.opt_level)
+            exe = _compile(args, graph)
     else:
-        exe = compile(graph, target=args.target, opt_level=args.opt_level)
+        exe = _compile(args, graph)
     print(f"compiled for {args.target}: {len(exe.graph.nodes)} nodes")
     for r in getattr(exe, "pass_records", []):
         print(f"  pass {r.name:<24} {r.seconds * 1e3:7.2f} ms  {r.nodes_before} -> {r.nodes_after} nodes")
@@ -271,6 +314,7 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--save-outputs", metavar="FILE.npz")
     r.add_argument("--emulate", action="store_true",
                    help="run a board artifact's plan on this host (CPU side built here, OpenCL on the local device)")
+    r.add_argument("--no-progress", action="store_true", help="no progress bars (they only show on a terminal)")
     r.set_defaults(fn=cmd_run)
 
     c = model_cmd("compile", "optimise a model for a target and write an artifact")
@@ -280,6 +324,7 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--quant-config", metavar="FILE.json", help="quantize first with this configuration")
     c.add_argument("--explain", action="store_true",
                    help="print the primitive/layout plan: per layer the choice, its cost and the runner-up (-O3)")
+    c.add_argument("--no-progress", action="store_true", help="no progress bars (they only show on a terminal)")
     c.set_defaults(fn=cmd_compile)
 
     o = model_cmd("opt", "run passes on a model and print the textual IR")

@@ -13,7 +13,7 @@ from __future__ import annotations
 import logging
 import re
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -22,6 +22,9 @@ from ...ir import Graph, Node, Value
 from ...ir.ops._shape import pads4, pair
 from ..tvm.lower import Lowered, is_act4, lower_node
 from .codegen import KernelSpec, generate, schedule_kernel
+
+if TYPE_CHECKING:
+    from ..tvm.build import Progress
 
 log = logging.getLogger(__name__)
 
@@ -85,10 +88,12 @@ def _lower_conv(node: Node, g: Graph, w: np.ndarray, channel_block: int) -> Lowe
                    ("gpuconv", s, kb, _epi_key(epi)), {"shape": s})
 
 
-def plan_gpu(g: Graph, only: set[str] | None = None, device: str = "opencl") -> GpuPlan:
+def plan_gpu(g: Graph, only: set[str] | None = None, device: str = "opencl",
+             progress: Progress | None = None) -> GpuPlan:
     """Lower and schedule every node it can; identical kernels share one function. `only`: the
     names of the nodes to plan (a heterogeneous plan's GPU side); the others get no step.
-    `device` picks the register tile and work-group size (GPU_TILES)."""
+    `device` picks the register tile and work-group size (GPU_TILES). `progress(desc, total)
+    -> tick` ticks once per node planned."""
     from tvm import te
 
     from .handwritten import hand_kernel
@@ -98,9 +103,9 @@ def plan_gpu(g: Graph, only: set[str] | None = None, device: str = "opencl") -> 
     funcs: dict[str, Any] = {}
     specs: dict[str, KernelSpec] = {}
     by_key: dict[tuple, str] = {}
-    for node in g.nodes:
-        if node.op in _SKIP or (only is not None and node.name not in only):
-            continue
+    todo = [n for n in g.nodes if n.op not in _SKIP and (only is None or n.name in only)]
+    tick = progress("OpenCL kernels", len(todo)) if progress is not None else (lambda: None)
+    for node in todo:
         try:
             low = lower_gpu(node, g, tile[1])
             name = by_key.get(low.key)
@@ -116,6 +121,7 @@ def plan_gpu(g: Graph, only: set[str] | None = None, device: str = "opencl") -> 
                 steps.append(GpuStep(node, None, handwritten=hand))
             else:
                 steps.append(GpuStep(node, None, reason=e.message))
+        tick()
     if not funcs:
         return GpuPlan(steps, "")
     source, order = generate(funcs)

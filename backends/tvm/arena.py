@@ -17,6 +17,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
+from ...errors import LpdcGraphError
 from ...ir import Value, dtypes
 from ...ir.registry import ELEMENTWISE
 from ...passes.plan_memory import MemoryPlan
@@ -32,8 +33,9 @@ class TvmArena:
     def __init__(self, plan: MemoryPlan, steps: Sequence[Step], outputs: Sequence[Value]) -> None:
         from .executable import aligned_empty
 
-        if plan.alignment % 64:
-            raise ValueError(f"the TVM arena needs offsets aligned to 64 bytes, the plan has {plan.alignment}")
+        if plan.alignment % 64 or plan.bits is not None:
+            raise LpdcGraphError(f"a TVM arena needs a plan of the graph's own dtypes aligned to 64 bytes, got "
+                                 f"alignment {plan.alignment} and bits {plan.bits}")
         self.plan = plan
         self.data = aligned_empty((max(plan.arena_bytes, 1),), np.uint8)
         self._last: dict[str, float] = {}  # value name -> index of the last step reading it

@@ -184,4 +184,4 @@ class TvmExecutable(GraphIO):
 def _weight(a: np.ndarray) -> np.ndarray:
     """A bound argument as the kernel takes it: float32, except integer index arrays (sparse FC)."""
     a = np.asarray(a)
-    return a if a.dtype == np.int32 else np.asarray(a, np.float32)
+    return a if a.dtype.kind in "iu" else np.asarray(a, np.float32)

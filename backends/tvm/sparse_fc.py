@@ -10,7 +10,9 @@ over slices, with the dense FC's fused epilogue (bias, residual, activation).
 Unstructured (magnitude) pruning scatters the zeros, so row blocks (BSR r x 1) would be mostly
 non-empty at 90% sparsity; the per-row ELL form stores only the real non-zeros plus the padding.
 Selection uses the *effective* density N*L/(N*K), so a layer whose rows are very uneven (much
-padding) stays dense.
+padding) stays dense. The gather is scalarised by TVM's codegen (16 lane loads + inserts a slot);
+leaving the lane loop to LLVM gives vgatherdps, which was 1.1-1.3x faster at K=4096 but 1.4x
+slower at K=25088 (x in L2) on Zen 5, so the TIR-vectorised form stays.
 """
 
 from __future__ import annotations
@@ -24,14 +26,14 @@ from . import compute as C
 
 # Effective density (padded ELL slots / dense weights) below which the sparse kernel beats the
 # dense one. Measured with bench/bench_tvm_sparse_fc.py (batch 1, 1 thread, medians of 9) on the
-# shared 2-core AMD Zen 5 dev VM (mcpu znver5, AVX-512, 16 lanes, int32 columns, kb = 16):
-# sparse/dense time at effective density 0.43: 1.5x slower, 0.41: 1.04x slower, 0.31-0.32: from
-# 1.3x slower to 1.4x faster (noise), 0.27: 1.6x faster, 0.21-0.22: 1.6-2.4x, 0.12: 3.9x faster,
-# for (K, N) = (4096, 4096) and (25088, 4096). The break-even sits near 0.35; 0.3 keeps near-ties
-# on the dense kernel (which also batches better).
+# shared 2-core AMD Zen 5 dev VM (mcpu znver5, AVX-512, kb = 16, uint16 columns), (K, N) =
+# (4096, 4096) and (25088, 4096); dense/sparse speed-up by effective density: 0.41-0.43: 0.8-0.9x,
+# 0.36-0.38: 0.9-1.1x, 0.31-0.32: 1.1-1.2x, 0.26-0.27: 0.8-1.6x (noisy), 0.21-0.22: 1.3-1.8x,
+# 0.11-0.12: 2.6-3.9x. Break-even near 0.35; 0.3 leaves near-ties on the dense kernel.
 MAX_SPARSE_DENSITY = 0.3
 
-# Batches above this run dense: the gathers are paid per row of x, the dense GEMV amortises better.
+# Batches above this run dense: the gathers are paid per row of x while the dense GEMV reuses its
+# weight block across rows (a guess, not measured: the benchmark times batch 1 only).
 MAX_SPARSE_BATCH = 8
 
 
@@ -42,12 +44,18 @@ def ell_pack(w: np.ndarray, kb: int) -> tuple[np.ndarray, np.ndarray]:
     counts = nz.sum(axis=1)
     length = max(int(counts.max()) if n else 0, 1)
     vals = np.zeros((n, length), np.float32)
-    cols = np.zeros((n, length), np.int32)
+    cols = np.zeros((n, length), index_dtype(k))
     rows, cs = np.nonzero(nz)  # row-major: columns ascending within each row
     slot = np.arange(rows.size) - np.repeat(np.cumsum(counts) - counts, counts)
     vals[rows, slot] = w[rows, cs]
     cols[rows, slot] = cs
     return tuple(np.ascontiguousarray(a.reshape(n // kb, kb, length).transpose(0, 2, 1)) for a in (vals, cols))
+
+
+def index_dtype(k: int) -> type:
+    """Column index type: uint16 when K allows (6 instead of 8 bytes per non-zero: the kernel is
+    bandwidth-bound like the dense GEMV, so index bytes are time), else int32."""
+    return np.uint16 if k <= 1 << 16 else np.int32
 
 
 def effective_density(w: np.ndarray) -> float:
@@ -63,10 +71,11 @@ def sparse_fully_connected(x_shape: tuple[int, ...], m: int, k: int, length: int
     x = te.placeholder(x_shape, name="x")
     flat = x if len(x_shape) == 2 else topi.reshape(x, (m, k))
     vals = te.placeholder((n_out // kb, length, kb), name="vals")
-    cols = te.placeholder((n_out // kb, length, kb), dtype="int32", name="cols")
+    cols = te.placeholder((n_out // kb, length, kb), dtype=np.dtype(index_dtype(k)).name, name="cols")
     r = te.reduce_axis((0, length), "r")
     conv = te.compute(
-        (m, n_out), lambda i, j: te.sum(vals[j // kb, r, j % kb] * flat[i, cols[j // kb, r, j % kb]], axis=r),
+        (m, n_out), lambda i, j: te.sum(vals[j // kb, r, j % kb] * flat[i, cols[j // kb, r, j % kb].astype("int32")],
+                                 axis=r),
         name="conv")
     args, out = C._epilogue(conv, n_out, epi)
     return [x, vals, cols, *args, out], out
