@@ -154,3 +154,15 @@ def test_serial_object_uses_neon_fma_and_no_thread_pool(tmp_path) -> None:
     syms = subprocess.run(["aarch64-linux-gnu-objdump", "-t", str(obj)], capture_output=True, text=True,
                           check=True).stdout
     assert "ParallelLaunch" not in syms
+
+
+def test_pruned_fc_takes_the_sparse_kernel_and_matches_reference() -> None:
+    """A 90%-pruned FC builds the sparse kernel for the A72 too; its integer column array reaches the
+    harness with its own dtype (not as floats)."""
+    import lpdc
+
+    b = NetBuilder("sparse_fc", (1, 64, 4, 4), seed=11)
+    g = lpdc.prune(optimised(b.finish(b.act(b.fc(b.x, 256)))), sparsity=0.9, method="magnitude")
+    plan, _ = cross_build(g, "a72")
+    assert any(k.schedule == "sparse_fc" for k in plan.kernels.values())
+    check(g)

@@ -55,7 +55,7 @@ void* (*__TVMBackendAllocWorkspace)(int, int, uint64_t, int, int) = alloc_worksp
 int (*__TVMBackendFreeWorkspace)(int, int, void*) = free_workspace;
 
 static void* buffer(DLTensor* t, const char* path) {
-  size_t n = 4;
+  size_t n = t->dtype.bits / 8;
   for (int i = 0; i < t->ndim; ++i) n *= (size_t)t->shape[i];
   if (posix_memalign(&t->data, 64, n ? n : 64)) { fprintf(stderr, "out of memory\n"); exit(2); }
   if (path) {
@@ -66,7 +66,7 @@ static void* buffer(DLTensor* t, const char* path) {
   return t->data;
 }
 static void save(const DLTensor* t, const char* path) {
-  size_t n = 4;
+  size_t n = t->dtype.bits / 8;
   for (int i = 0; i < t->ndim; ++i) n *= (size_t)t->shape[i];
   FILE* f = fopen(path, "wb");
   if (!f || fwrite(t->data, 1, n, f) != n) { fprintf(stderr, "cannot write %s\n", path); exit(2); }
@@ -134,11 +134,15 @@ def harness(graph: Graph, plan: Plan, feeds: Mapping[Value, np.ndarray],
     def tensor(shape: tuple[int, ...], data: np.ndarray | None) -> str:
         t = f"t{len(decls)}"
         dims = ", ".join(str(int(s)) for s in shape) or "1"
+        # bound index arrays (sparse FC columns) keep their integer type; everything else is f32
+        kind = data.dtype if data is not None and data.dtype.kind in "iu" else np.dtype(np.float32)
+        code = {"f": "kDLFloat", "i": "kDLInt", "u": "kDLUInt"}[kind.kind]
         decls.append(f"static int64_t {t}_shape[] = {{{dims}}};\n"
-                     f"static DLTensor {t} = {{0, {{kDLCPU, 0}}, {len(shape)}, {{kDLFloat, 32, 1}}, {t}_shape, 0, 0}};")
+                     f"static DLTensor {t} = {{0, {{kDLCPU, 0}}, {len(shape)}, {{{code}, {kind.itemsize * 8}, 1}}, "
+                     f"{t}_shape, 0, 0}};")
         path = "NULL"
         if data is not None:
-            np.ascontiguousarray(data, np.float32).tofile(d / f"{t}.bin")
+            np.ascontiguousarray(data, kind).tofile(d / f"{t}.bin")
             path = f'"{t}.bin"'
         init.append(f"  buffer(&{t}, {path});")
         return t
