@@ -53,7 +53,7 @@ def measure_times(graph: Graph, gpu_full: Any, rt: Any, repeats: int = 3) -> Any
     from .costs import measured_times
 
     gpu_ok = _gpu_ok(gpu_full)
-    launch_s, sync_s = _round_trips(rt)
+    launch_s, sync_s, enqueue_s = _round_trips(rt)
     inputs = random_inputs(graph)
     cpu_exe = compile_tvm(graph, "x86")
     cpu_exe.run(inputs)
@@ -61,7 +61,7 @@ def measure_times(graph: Graph, gpu_full: Any, rt: Any, repeats: int = 3) -> Any
     gpu_exe = OpenCLExecutable(graph, gpu_full, rt)
     gpu_exe.run(inputs)
     _, tg = gpu_exe.profile(inputs, repeats)
-    times = measured_times(tc, tg, gpu_ok, launch_s, sync_s)
+    times = measured_times(tc, tg, gpu_ok, launch_s, sync_s, node_s=enqueue_s)
     times.whole = {"cpu": latency(cpu_exe, inputs, repeats)}
     if not gpu_exe.fallbacks:
         times.whole["gpu"] = latency(gpu_exe, inputs, repeats)
@@ -110,9 +110,10 @@ def rebalance(plan: Any, halves: dict[str, tuple[float, float]]) -> bool:
     return moved
 
 
-def _round_trips(rt: Any, n: int = 30) -> tuple[float, float]:
-    """(launch + wait of an empty kernel, making a kernel's output visible to the host), medians in
-    seconds: a map + unmap, or nothing but the wait on a CPU device (see HeteroExecutable._sync)."""
+def _round_trips(rt: Any, n: int = 30) -> tuple[float, float, float]:
+    """(launch + wait of an empty kernel, making a kernel's output visible to the host, the host's
+    own time to enqueue a kernel), medians in seconds; the second is a map + unmap, or nothing but
+    the wait on a CPU device (see HeteroExecutable._sync)."""
     src = "__kernel void lpdc_nop(__global float* a) { if (get_global_id(0) == 0) a[0] += 1.0f; }"
     from ..tvm.executable import aligned_empty
 
@@ -120,10 +121,12 @@ def _round_trips(rt: Any, n: int = 30) -> tuple[float, float]:
     host = aligned_empty((1 << 16,), np.float32, rt.align)
     host[:] = 0
     buf = rt.wrap(host)
-    launch, sync = [], []
+    launch, sync, enqueue = [], [], []
     for _ in range(n):
         t0 = time.perf_counter()
-        rt.run(k, [buf]).wait()
+        ev = rt.run(k, [buf])
+        enqueue.append(time.perf_counter() - t0)
+        ev.wait()
         t1 = time.perf_counter()
         if not rt.is_cpu:
             mapped, _ = rt.cl.enqueue_map_buffer(rt.queue, buf, rt.cl.map_flags.READ, 0, host.shape, np.float32,
@@ -132,7 +135,7 @@ def _round_trips(rt: Any, n: int = 30) -> tuple[float, float]:
             rt.finish()
         launch.append(t1 - t0)
         sync.append(time.perf_counter() - t1)
-    return float(np.median(launch)), float(np.median(sync))
+    return float(np.median(launch)), float(np.median(sync)), float(np.median(enqueue))
 
 
 def _gpu_ok(gpu_plan: Any) -> set[str]:

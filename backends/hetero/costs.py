@@ -78,7 +78,8 @@ class LayerTimes:
     """Seconds per node name on each side (missing = cannot run there), and the fixed costs.
 
     `launch_s`: dispatching one GPU kernel and learning it finished; `sync_s`: handing a buffer
-    to the other device; `node_s`: the host's cost of one more (small) node, e.g. a split's join.
+    to the other device; `node_s`: the host's cost of one more (small) node, e.g. a split's join
+    or the enqueue of its GPU half (measured: the host's time to enqueue one kernel).
     """
 
     cpu: dict[str, float] = field(default_factory=dict)
