@@ -25,6 +25,7 @@ if not runtime.available():
     pytest.skip("no working OpenCL device (install pocl-opencl-icd)", allow_module_level=True)
 
 import lpdc  # noqa: E402
+from backend_util import assert_matches, feeds_for, with_logits  # noqa: E402
 from lpdc.backends.artifact import load_artifact  # noqa: E402
 from lpdc.backends.hetero import compile_hetero  # noqa: E402
 from lpdc.backends.hetero.artifact import load_hetero_artifact  # noqa: E402
@@ -40,29 +41,6 @@ from lpdc.tools.zoo import MODELS, build  # noqa: E402
 
 RTOL = 5e-5  # largest seen: 1.3e-5 x max|ref| (ssd_mobilenet's softmax)
 SPLIT_RTOL = 1e-5  # split halves vs the whole layer, both through the reference
-
-
-def with_logits(g: Graph) -> Graph:
-    """`g` with the input of each final softmax added as an output (random weights can saturate it)."""
-    extra = [v.producer.inputs[0] for v in g.outputs if v.producer is not None and v.producer.op == "softmax"]
-    g.set_outputs(list(g.outputs) + [v for v in extra if v not in g.outputs])
-    g.verify()
-    return g
-
-
-def feeds_for(g: Graph, seed: int = 0) -> dict[str, np.ndarray]:
-    rng = np.random.default_rng(seed)
-    return {v.name: rng.standard_normal(v.type.shape).astype(np.float32) for v in g.inputs}
-
-
-def assert_matches(got: dict[str, np.ndarray], ref: dict[str, np.ndarray], rtol: float = RTOL) -> None:
-    assert set(got) == set(ref)
-    for k, r in ref.items():
-        assert got[k].shape == r.shape, k
-        assert np.isfinite(got[k]).all(), k
-        scale = max(1.0, float(np.abs(r).max()))
-        err = float(np.abs(got[k] - r).max())
-        assert err <= rtol * scale, f"{k}: max error {err:.3g} > {rtol:g} x {scale:.3g}"
 
 
 def zoo_case(name: str, target: str) -> tuple[Graph, dict, dict, object]:

@@ -21,6 +21,7 @@ if not runtime.available():
     pytest.skip("no working OpenCL device (install pocl-opencl-icd)", allow_module_level=True)
 
 import lpdc  # noqa: E402
+from backend_util import assert_matches, feeds_for, with_logits  # noqa: E402
 from lpdc.backends.numpy import compile_numpy  # noqa: E402
 from lpdc.backends.opencl import compile_opencl  # noqa: E402
 from lpdc.errors import LpdcError, LpdcTargetError  # noqa: E402
@@ -32,30 +33,6 @@ from lpdc.tools.zoo import MODELS, build  # noqa: E402
 # Largest error seen on PoCL is 1.3e-5 x max|ref| (ssd_mobilenet); 4x headroom for other devices.
 ZOO_RTOL = 5e-5
 LAYER_RTOL = 1e-5
-
-
-def with_logits(g: Graph) -> Graph:
-    """`g` with the input of each final softmax added as an output (compared as well)."""
-    extra = [v.producer.inputs[0] for v in g.outputs if v.producer is not None and v.producer.op == "softmax"]
-    g.set_outputs(list(g.outputs) + [v for v in extra if v not in g.outputs])
-    g.verify()
-    return g
-
-
-def feeds_for(g: Graph, seed: int = 0) -> dict[str, np.ndarray]:
-    rng = np.random.default_rng(seed)
-    return {v.name: rng.standard_normal(v.type.shape).astype(np.float32) for v in g.inputs}
-
-
-def assert_matches(got: dict[str, np.ndarray], ref: dict[str, np.ndarray], rtol: float) -> None:
-    """Every output within rtol x max(1, max|ref|) of the reference (and finite)."""
-    assert set(got) == set(ref)
-    for k, r in ref.items():
-        assert got[k].shape == r.shape, k
-        assert np.isfinite(got[k]).all(), k
-        scale = max(1.0, float(np.abs(r).max()))
-        err = float(np.abs(got[k] - r).max())
-        assert err <= rtol * scale, f"{k}: max error {err:.3g} > {rtol:g} x {scale:.3g}"
 
 
 # ---- the zoo -----------------------------------------------------------------------------------
