@@ -195,3 +195,15 @@ def test_generated_sources_stay_within_opencl_1_2_without_fp64(device: str) -> N
     for src in sources:
         assert "double" not in src and "fp64" not in src
         runtime.get_runtime().program(src)
+
+
+def test_pruned_fc_runs_the_sparse_kernel_on_the_device() -> None:
+    """A 90%-pruned FC lowers to the sparse kernel, whose column indices are integers on the device."""
+    b = NetBuilder("sparse_fc", (1, 64, 4, 4), seed=11)
+    g = lpdc.prune(PassManager(pipeline(2)).run(b.finish(b.act(b.fc(b.x, 256)))), sparsity=0.9, method="magnitude")
+    exe = compile_opencl(g)
+    (step,) = [s for s in exe.plan.steps if s.node.op == "fully_connected"]
+    signature = exe.plan.source.split(f"{step.kernel}_kernel(")[1].split(")")[0]
+    assert "ushort* restrict cols" in signature  # the column indices stay 16-bit integers
+    feeds = feeds_for(g)
+    assert_matches(exe.run(feeds), compile_numpy(g).run(feeds), LAYER_RTOL)

@@ -50,7 +50,7 @@ def _run_hand(g: Graph, node_name: str, feeds: dict[str, np.ndarray]) -> np.ndar
     h = hand_kernel(node, g)
     assert h is not None, f"no hand kernel for {node.op} {node.attrs}"
     rt = runtime.get_runtime()
-    k = rt.kernel(h.source, h.name, [], h.global_size, h.local_size)
+    k = rt.kernel(h.source, h.name, h.global_size, h.local_size)
     x = node.inputs[0]
     out = rt.empty(int(np.prod(nhwc_shape(node.output))) * 4)
     rt.run(k, [rt.upload(to_device_layout(x, feeds[x.name])), *[rt.upload(c) for c in h.consts], out])

@@ -117,7 +117,7 @@ def _round_trips(rt: Any, n: int = 30) -> tuple[float, float, float]:
     src = "__kernel void lpdc_nop(__global float* a) { if (get_global_id(0) == 0) a[0] += 1.0f; }"
     from ..tvm.executable import aligned_empty
 
-    k = rt.kernel(src, "lpdc_nop", [], (16,), None)
+    k = rt.kernel(src, "lpdc_nop", (16,), None)
     host = aligned_empty((1 << 16,), np.float32, rt.align)
     host[:] = 0
     buf = rt.wrap(host)

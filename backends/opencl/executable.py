@@ -142,7 +142,7 @@ def bind_step(rt: Runtime, s: GpuStep, prg: Any, kernels: dict[str, Any]) -> tup
     """(step, Kernel or NumPy reference kernel, constant buffers by argument position)."""
     if s.handwritten is not None:
         h = s.handwritten
-        k = rt.kernel(h.source, h.name, [], h.global_size, h.local_size, where=f"node '{s.node.name}'")
+        k = rt.kernel(h.source, h.name, h.global_size, h.local_size, where=f"node '{s.node.name}'")
         return s, k, [rt.upload(c) for c in h.consts]
     if s.kernel is None:
         return s, get_kernel(s.node.op), []
@@ -150,8 +150,8 @@ def bind_step(rt: Runtime, s: GpuStep, prg: Any, kernels: dict[str, Any]) -> tup
     fn = kernels.get(s.kernel)
     if fn is None:
         fn = kernels[s.kernel] = rt.cl.Kernel(prg, f"{s.kernel}_kernel")
-    k = Kernel(s.kernel, fn, [], (s.spec.global_size,), (s.spec.local,))
-    consts = [None if isinstance(a, Value) else rt.upload(np.asarray(a, np.float32)) for a in s.args]
+    k = Kernel(s.kernel, fn, (s.spec.global_size,), (s.spec.local,))
+    consts = [None if isinstance(a, Value) else rt.upload(a) for a in s.args]
     return s, k, consts
 
 

@@ -126,11 +126,10 @@ def available() -> bool:
 
 @dataclass
 class Kernel:
-    """A built kernel and how to call it: argument names in order, global and local size."""
+    """A built kernel and how to call it: global and local size."""
 
     name: str
     fn: Any
-    args: list[str]
     global_size: tuple[int, ...]
     local_size: tuple[int, ...] | None
     source: str = field(repr=False, default="")
@@ -163,25 +162,27 @@ class Runtime:
             try:
                 prg = self.cl.Program(self.ctx, source).build(options=["-cl-std=CL1.2"])
             except Exception as e:  # noqa: BLE001 - a compiler failure: report log and source
-                log_text = _build_log(e, prg=None)
+                log_text = _build_log(e)
                 numbered = "\n".join(f"{i + 1:4d}| {line}" for i, line in enumerate(source.splitlines()))
                 raise OpenCLBuildError(f"OpenCL build failed on {self.device.name}:\n{log_text}\n--- source ---\n"
                                        f"{numbered}", where=where or None) from e
             self._programs[key] = prg
         return prg
 
-    def kernel(self, source: str, name: str, args: list[str], global_size: tuple[int, ...],
+    def kernel(self, source: str, name: str, global_size: tuple[int, ...],
                local_size: tuple[int, ...] | None, where: str = "") -> Kernel:
         prg = self.program(source, where)
         key = (hashlib.sha256(source.encode()).hexdigest(), name)
         fn = self._kernels.get(key)
         if fn is None:
             fn = self._kernels[key] = self.cl.Kernel(prg, name)
-        return Kernel(name, fn, args, global_size, local_size, source)
+        return Kernel(name, fn, global_size, local_size, source)
 
     # ---- buffers -------------------------------------------------------------------------------
     def upload(self, a: np.ndarray) -> Any:
-        a = np.ascontiguousarray(a, np.float32) if a.dtype != np.float32 else np.ascontiguousarray(a)
+        """A device copy of `a`: float data as float32, index arrays (sparse weights) as they are."""
+        a = np.asarray(a)
+        a = np.ascontiguousarray(a if a.dtype.kind in "iu" else a.astype(np.float32, copy=False))
         mf = self.cl.mem_flags
         if a.nbytes == 0:
             return self.cl.Buffer(self.ctx, mf.READ_WRITE, 4)
@@ -208,6 +209,6 @@ class Runtime:
         self.queue.finish()
 
 
-def _build_log(e: Exception, prg: Any) -> str:
+def _build_log(e: Exception) -> str:
     text = str(e).strip()
     return text[-6000:] if text else "(the driver gave no log)"
