@@ -114,8 +114,9 @@ def test_pbqp_picks_sparse_only_when_faster(spmv_s: float, want: str) -> None:
 
 
 def test_pbqp_measured_picks_sparse_for_very_sparse_fc(tmp_path) -> None:
-    """Measured: a 97%-sparse 2048x2048 FC runs sparse (the FLOP gap is 30x, far above noise)."""
-    g = _layer("fully_connected", (1, 2048), (2048, 2048), 0.97)
+    """Measured: a 99%-sparse 2048x2048 FC runs sparse (the FLOP gap is 100x, far above the noise of
+    a shared machine; at 97% a busy neighbour once made dense look faster)."""
+    g = _layer("fully_connected", (1, 2048), (2048, 2048), 0.99)
     plans = []
     with select_config(costs="measure", cache_path=tmp_path / "c.json", on_plan=plans.append):
         select(g)
