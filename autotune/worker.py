@@ -70,6 +70,12 @@ def run_task(task: dict[str, Any], send: Any) -> dict[str, Any]:
 
             samples = measure_tvm(sig, choice, int(task["repeats"]), float(task["min_repeat_ms"]), on_start,
                                   task.get("tvm_target", ""), task.get("remote"), task.get("cache_dir"))
+        elif task["kind"] == "meta_schedule":  # the note names the tuned trace (autotune/ms_kind.py)
+            from .ms_kind import measure_ms
+
+            samples, note = measure_ms(sig, choice, int(task["repeats"]), float(task["min_repeat_ms"]), on_start,
+                                       task.get("tvm_target", ""), task.get("remote"), task.get("cache_dir"))
+            return {"id": tid, "status": "ok", "samples": samples, "server": where["server"], "error": note}
         else:
             return {"id": tid, "status": "failed", "error": f"unknown measurement kind {task['kind']!r}"}
     except Exception as e:  # noqa: BLE001 - every failure of a kernel is recorded, not raised
