@@ -11,7 +11,8 @@ any point loses at most the measurements in flight, and a restart measures exact
 timed-out measurements are rows too (with their error) and are not retried unless
 `retry_failed` is set. `budget_s` stops handing out new work after that many seconds.
 
-After measuring, `solve_plan` re-runs the selection with the database as its cost source.
+After measuring, `solve_plan` re-runs the selection with the database as its cost source;
+`ms_rows` sets each meta_schedule row beside the best hand-scheduled "tvm" row of its layer.
 """
 
 from __future__ import annotations
@@ -30,12 +31,12 @@ from typing import Any
 from ..errors import LpdcError
 from ..ir import Graph
 from .db import Database, DatabaseCostSource, Measurement
-from .keys import Fingerprint
+from .keys import Fingerprint, Signature
 from .layers import Work
 from .measure import Outcome, Runner, Task
 
-__all__ = ["Campaign", "CampaignOptions", "CampaignReport", "explain_origins", "plan_to_json", "solve_plan",
-           "tvm_plan", "write_json"]
+__all__ = ["Campaign", "CampaignOptions", "CampaignReport", "explain_origins", "ms_rows", "plan_to_json",
+           "signature_label", "solve_plan", "tvm_plan", "write_json"]
 
 log = logging.getLogger(__name__)
 
@@ -101,7 +102,7 @@ class Campaign:
         if status == "ok" and not samples:
             status, out.error = "failed", out.error or "the worker returned no timing samples"
         m = Measurement(self.device, out.task.signature, out.task.choice, status, samples, out.error[-4000:],
-                        out.task.kind, self.id, out.worker)
+                        out.task.kind, self.id, out.worker, found=out.found if status == "ok" else None)
         if not self.db.record(m, replace_failed=self.options.retry_failed):
             log.info("%s already measured by another campaign; kept the first", out.task.choice.label)
         return m
@@ -186,11 +187,46 @@ def tvm_plan(graphs: Sequence[Graph], db: Database, device: Fingerprint) -> dict
                 continue
             seen.add(w.signature.key)
             base = w.choice.without_config()
-            cost = source.lookup(w.signature, base)
+            cost, best = source.lookup(w.signature, base), source.best(w.signature, base)
             layers.append({"graph": g.name, "signature": w.signature.as_dict(), "primitive": base.primitive,
-                           "config": source.best_config(w.signature, base), "seconds": cost,
-                           "origin": "measured" if cost is not None else "none"})
+                           "config": best.choice.config_dict() if best else None, "seconds": cost,
+                           "origin": "measured" if cost is not None else "none",
+                           "kind": best.kind if best else None, "found": best.found if best else None})
     return {"device": json.loads(device.key), "layers": layers}
+
+
+def signature_label(sig: Signature) -> str:
+    """Short geometry of a conv / dense signature: `conv 1x8x16x16 -> 16 k3x3 s1 g1`, `dense 1x512 -> 10`."""
+    d = sig.as_dict()
+    if sig.op == "conv":
+        return (f"conv {d['n']}x{d['c']}x{d['h']}x{d['w']} -> {d['o']} k{d['kh']}x{d['kw']} "
+                f"s{d['stride'][0]} g{d.get('group', 1)}")
+    if sig.op == "fully_connected":
+        return f"dense {d['batch']}x{d['k']} -> {d['m']}"
+    return sig.key
+
+
+def ms_rows(db: Database, device: Fingerprint, work: Sequence[Work]) -> list[dict[str, Any]]:
+    """Per meta_schedule work item: its row (status, median, what it found) and the best ok
+    hand-scheduled "tvm" row of the same layer and device, by median, with the speedup over it."""
+    rows = []
+    for w in work:
+        if w.kind != "meta_schedule":
+            continue
+        layer = db.rows_for(device, w.signature)
+        m = next((r for r in layer if r.choice == w.choice), None)
+        tvm = [r for r in layer if r.kind == "tvm" and r.status == "ok" and r.choice.device == w.choice.device]
+        best = min(tvm, key=lambda r: r.median_s or float("inf"), default=None)
+        median = m.median_s if m is not None else None
+        rows.append({
+            "layers": w.payload.get("layers", []), "signature": w.signature.as_dict(),
+            "label": signature_label(w.signature), "flops": w.payload.get("flops"),
+            "device": w.choice.device, "trials": w.choice.config_dict().get("trials"),
+            "status": m.status if m is not None else "not measured", "median_s": median,
+            "found": m.found if m is not None else None, "error": m.error if m is not None else "",
+            "tvm_best": None if best is None else {"config": best.choice.config_dict(), "median_s": best.median_s},
+            "speedup": best.median_s / median if best is not None and best.median_s and median else None})
+    return rows
 
 
 def write_json(path: str | os.PathLike[str], data: Any) -> Path:

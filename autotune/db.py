@@ -9,8 +9,15 @@ idempotent: INSERT OR IGNORE keeps the first row, so a measurement is never stor
 failure), never over a good one.
 
 Rows carry status (ok / failed / timeout), the repeat count, median, spread (interquartile
-range), minimum and raw samples in seconds, the error text, and which campaign and worker wrote
-them. `export_jsonl` / `import_jsonl` move rows between databases (one JSON object per line).
+range), minimum and raw samples in seconds, the error text, which campaign and worker wrote
+them, and `found`: what the measurement learnt that its key could not name in advance (a JSON
+object or NULL; meta_schedule's tuned trace hash and file). `export_jsonl` / `import_jsonl` move
+rows between databases (one JSON object per line).
+
+Schema version 2 added `found`. Opening a version-1 file adds the column (ALTER TABLE, once,
+under a write lock so two processes opening it together cannot both try) and moves the trace
+notes version 1 kept in `error` into it; every row is kept, and version-1 code can still write
+to the file (its INSERTs name their columns, leaving `found` NULL).
 """
 
 from __future__ import annotations
@@ -19,6 +26,7 @@ import json
 import logging
 import os
 import random
+import re
 import sqlite3
 import threading
 import time
@@ -35,7 +43,7 @@ __all__ = ["Database", "DatabaseCostSource", "Measurement", "STATUSES"]
 log = logging.getLogger(__name__)
 
 STATUSES = ("ok", "failed", "timeout")
-SCHEMA_VERSION = "1"
+SCHEMA_VERSION = "2"
 _T = TypeVar("_T")
 
 _SCHEMA = """
@@ -57,6 +65,7 @@ CREATE TABLE IF NOT EXISTS measurements (
     campaign TEXT NOT NULL DEFAULT '',
     worker TEXT NOT NULL DEFAULT '',
     created REAL NOT NULL,
+    found TEXT,
     UNIQUE (device, signature, choice)
 );
 CREATE INDEX IF NOT EXISTS measurements_lookup ON measurements (device, signature, primitive);
@@ -64,7 +73,9 @@ CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 """
 
 _COLUMNS = ("device", "signature", "choice", "op", "primitive", "kind", "status", "repeats", "median_s",
-            "spread_s", "min_s", "samples", "error", "campaign", "worker", "created")
+            "spread_s", "min_s", "samples", "error", "campaign", "worker", "created", "found")
+# The note schema version 1 kept a meta_schedule row's tuned trace in (autotune/ms_kind.py).
+_LEGACY_NOTE = re.compile(r"meta_schedule trace sha256=([0-9a-f]{64}) \((\d+) trials; trace in (\S+)\)")
 
 
 @dataclass(frozen=True)
@@ -81,8 +92,11 @@ class Measurement:
     campaign: str = ""
     worker: str = ""
     created: float = field(default_factory=time.time)
+    found: dict[str, Any] | None = field(default=None, hash=False)  # learnt while measuring (JSON object)
 
     def __post_init__(self) -> None:
+        if self.found is not None and not isinstance(self.found, dict):
+            raise LpdcError(f"a measurement's `found` must be a JSON object, got {type(self.found).__name__}")
         if self.status not in STATUSES:
             raise LpdcError(f"measurement status must be one of {STATUSES}, got {self.status!r}")
         if self.status == "ok" and not self.samples:
@@ -115,18 +129,35 @@ class Measurement:
         return {"device": self.device.key, "signature": self.signature.key, "choice": self.choice.key,
                 "kind": self.kind, "status": self.status, "repeats": self.repeats, "median_s": self.median_s,
                 "spread_s": self.spread_s, "samples": list(self.samples), "error": self.error,
-                "campaign": self.campaign, "worker": self.worker, "created": self.created}
+                "campaign": self.campaign, "worker": self.worker, "created": self.created, "found": self.found}
 
     @classmethod
     def from_json(cls, d: dict[str, Any]) -> Measurement:
         try:
-            samples = d.get("samples")
+            samples, found = d.get("samples"), d.get("found")
+            kind, error = str(d.get("kind") or ""), str(d.get("error") or "")
+            if isinstance(found, str):
+                found = json.loads(found)
+            if found is None:  # a version-1 export: the trace note is in the error text
+                found, error = _legacy_found(kind, error)
             return cls(Fingerprint.from_key(d["device"]), Signature.coerce(d["signature"]), Choice.coerce(d["choice"]),
-                       str(d["status"]), tuple(float(s) for s in (samples or ())), str(d.get("error") or ""),
-                       str(d.get("kind") or ""), str(d.get("campaign") or ""), str(d.get("worker") or ""),
-                       float(d.get("created") or time.time()))
+                       str(d["status"]), tuple(float(s) for s in (samples or ())), error, kind,
+                       str(d.get("campaign") or ""), str(d.get("worker") or ""),
+                       float(d.get("created") or time.time()), found)
         except (KeyError, TypeError, ValueError) as e:
             raise LpdcError(f"malformed measurement record: {type(e).__name__}: {e}") from None
+
+
+def _legacy_found(kind: str, error: str) -> tuple[dict[str, Any] | None, str]:
+    """(found, error) of a version-1 row: a meta_schedule trace note moves out of the error text."""
+    m = _LEGACY_NOTE.fullmatch(error) if kind == "meta_schedule" else None
+    if m is None:
+        return None, error
+    return {"trace_sha256": m.group(1), "trials": int(m.group(2)), "trace_file": m.group(3)}, ""
+
+
+def _found_text(found: dict[str, Any] | None) -> str | None:
+    return None if found is None else json.dumps(found, sort_keys=True, separators=(",", ":"))
 
 
 def _quantile(xs: Iterable[float], q: float) -> float | None:
@@ -171,6 +202,32 @@ class Database:
         c.execute("PRAGMA synchronous = FULL")
         c.executescript(_SCHEMA)
         c.execute("INSERT OR IGNORE INTO meta (key, value) VALUES ('schema_version', ?)", (SCHEMA_VERSION,))
+        if not self._has_found():
+            self._migrate()
+
+    def _has_found(self) -> bool:
+        return any(r[1] == "found" for r in self._conn.execute("PRAGMA table_info(measurements)"))
+
+    def _migrate(self) -> None:
+        """Version 1 -> 2: add the `found` column and move the trace notes into it, in one transaction."""
+        c = self._conn
+        c.execute("BEGIN IMMEDIATE")  # the write lock first: another process may be migrating too
+        try:
+            if not self._has_found():
+                c.execute("ALTER TABLE measurements ADD COLUMN found TEXT")
+                rows = c.execute("SELECT id, error FROM measurements WHERE kind = 'meta_schedule' AND "
+                                 "error LIKE 'meta_schedule trace sha256=%'").fetchall()
+                for row_id, error in rows:
+                    found, rest = _legacy_found("meta_schedule", error)
+                    if found is not None:
+                        c.execute("UPDATE measurements SET found = ?, error = ? WHERE id = ?",
+                                  (_found_text(found), rest, row_id))
+                c.execute("INSERT OR REPLACE INTO meta (key, value) VALUES ('schema_version', ?)", (SCHEMA_VERSION,))
+                log.info("migrated %s to autotune schema version %s", self.path, SCHEMA_VERSION)
+            c.execute("COMMIT")
+        except BaseException:
+            c.execute("ROLLBACK")
+            raise
 
     def _retry(self, fn: Callable[[], _T]) -> _T:
         """Run `fn`, retrying with jittered backoff while another process holds the lock."""
@@ -205,7 +262,7 @@ class Database:
         (any row, or with `replace_failed` an ok row)."""
         row = (m.device.key, m.signature.key, m.choice.key, m.signature.op, m.choice.primitive, m.kind, m.status,
                m.repeats, m.median_s, m.spread_s, m.min_s, json.dumps(list(m.samples)), m.error, m.campaign,
-               m.worker, m.created)
+               m.worker, m.created, _found_text(m.found))
         cols = ", ".join(_COLUMNS)
         marks = ", ".join("?" * len(_COLUMNS))
         if replace_failed:
@@ -240,6 +297,11 @@ class Database:
         rows = self._select("WHERE device = ? AND signature = ? AND choice = ?",
                             (device.key, signature.key, choice.key))
         return _row_to_measurement(rows[0]) if rows else None
+
+    def rows_for(self, device: Fingerprint, signature: Signature) -> list[Measurement]:
+        """Every row of one layer on `device` (all its choices and kinds), oldest first."""
+        return [_row_to_measurement(r) for r in self._select("WHERE device = ? AND signature = ?",
+                                                             (device.key, signature.key))]
 
     def done_keys(self, device: Fingerprint, ok_only: bool = False) -> set[tuple[str, str]]:
         """(signature key, choice key) of every row of `device` (only ok rows with `ok_only`)."""
@@ -296,7 +358,8 @@ class Database:
 def _row_to_measurement(r: sqlite3.Row) -> Measurement:
     return Measurement(Fingerprint.from_key(r["device"]), Signature.coerce(r["signature"]),
                        Choice.coerce(r["choice"]), r["status"], tuple(json.loads(r["samples"] or "[]")),
-                       r["error"], r["kind"], r["campaign"], r["worker"], r["created"])
+                       r["error"], r["kind"], r["campaign"], r["worker"], r["created"],
+                       json.loads(r["found"]) if r["found"] else None)
 
 
 class DatabaseCostSource:
@@ -372,6 +435,10 @@ class DatabaseCostSource:
 
     def save(self) -> None:
         """Nothing to do: `store` commits each row at once (the selection pass calls this)."""
+
+    def best(self, signature: Any, choice: Any) -> Measurement | None:
+        """The row `lookup` prices (`choice`) by: its kind, config and `found` say what to build."""
+        return self._best(signature, choice)
 
     def best_config(self, signature: Any, choice: Any) -> dict[str, Any] | None:
         m = self._best(signature, choice)

@@ -9,7 +9,9 @@ one-node graph, small constants verbatim, big ones (weights) as shape, dtype and
 filled with random data (the timing does not depend on the values, only on their sparsity).
 
 TVM targets (x86, a72, a53): each conv / fully_connected layer's geometry (`ConvSpec` /
-`FCSpec`) with the first `trials` kernel configs of `tvm_kind.config_space`.
+`FCSpec`) with the first `trials` kernel configs of `tvm_kind.config_space`. On request
+(`ms_model_work`), also a meta_schedule search for each of the K heaviest distinct layers: a
+search costs minutes where a hand schedule costs seconds, so it goes where the FLOPs are.
 
 Signatures repeat within a model (ResNet's identical blocks) and across models; `model_work`
 keeps one entry per (signature, choice).
@@ -18,17 +20,17 @@ keeps one entry per (signature, choice).
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 
-from ..errors import LpdcError, LpdcUnsupportedError
+from ..errors import LpdcError, LpdcTargetError, LpdcUnsupportedError
 from ..ir import Graph, Node, dtypes
 from .keys import CONVERT, Choice, Signature
 
-__all__ = ["Work", "model_work", "numpy_work", "optimise", "tvm_work"]
+__all__ = ["Work", "heaviest_layers", "model_work", "ms_devices", "ms_model_work", "numpy_work", "optimise", "tvm_work"]
 
 log = logging.getLogger(__name__)
 
@@ -39,7 +41,7 @@ SMALL_CONST = 4096  # constants up to this many elements travel verbatim; bigger
 class Work:
     """One measurement a model needs, with what a worker needs to rebuild the layer."""
 
-    kind: str  # "numpy" | "tvm"
+    kind: str  # "numpy" | "tvm" | "meta_schedule"
     signature: Signature
     choice: Choice
     payload: dict[str, Any] = field(default_factory=dict, compare=False, hash=False)
@@ -129,12 +131,10 @@ def numpy_work(graph: Graph, device: str = "numpy") -> list[Work]:
     return out
 
 
-def tvm_work(graph: Graph, device: str, trials: int) -> list[Work]:
-    """conv / fully_connected layers with the first `trials` TVM kernel configs each."""
+def _tvm_layers(graph: Graph) -> Iterator[tuple[Node, Signature]]:
+    """The float conv / fully_connected nodes a TVM kernel can run, with their signatures."""
     from ..backends.numpy.primitives.dispatch import conv_spec, fc_spec
-    from .tvm_kind import config_space
 
-    out = []
     for node in graph.nodes:
         if node.op not in ("conv", "fully_connected"):
             continue
@@ -142,11 +142,61 @@ def tvm_work(graph: Graph, device: str, trials: int) -> list[Work]:
             continue  # quantized layers are not TVM kernels yet
         w = graph.const_data(node.inputs[1])
         spec = conv_spec(node, w) if node.op == "conv" else fc_spec(node, w)
-        sig = Signature.from_spec(spec)
+        yield node, Signature.from_spec(spec)
+
+
+def tvm_work(graph: Graph, device: str, trials: int) -> list[Work]:
+    """conv / fully_connected layers with the first `trials` TVM kernel configs each."""
+    from .tvm_kind import config_space
+
+    out = []
+    for node, sig in _tvm_layers(graph):
         prim, layout = ("tvm_conv2d", "NCHW") if node.op == "conv" else ("tvm_dense", "NC")
         for cfg in config_space(sig)[:max(1, trials)]:
             out.append(Work("tvm", sig, Choice.make(prim, layout, device, config=cfg)))
     return out
+
+
+def heaviest_layers(graphs: Iterable[Graph], k: int) -> list[tuple[Signature, float, list[str]]]:
+    """The `k` distinct conv / dense signatures with the most FLOPs each (dense count: TVM kernels do
+    not skip zeros), heaviest first, ties by key: (signature, FLOPs, the nodes that have it)."""
+    found: dict[str, tuple[Signature, float, list[str]]] = {}
+    for graph in graphs:
+        for node, sig in _tvm_layers(graph):
+            entry = found.setdefault(sig.key, (sig, 2.0 * sig.to_spec().macs, []))
+            entry[2].append(node.name)
+    return sorted(found.values(), key=lambda e: (-e[1], e[0].key))[:max(0, k)]
+
+
+def ms_devices(target: str, tvm_target: str = "") -> list[str]:
+    """The devices of `target` meta_schedule can tune here; LpdcTargetError if there are none or
+    one needs a cross compiler (meta_schedule's local builder and runner: this host only)."""
+    from ..backends.target import Target
+    from .ms_kind import ms_target
+
+    devices = [d.name for d in Target(target).devices if d.backend == "tvm"]
+    if not devices:
+        raise LpdcTargetError(f"meta_schedule tunes TVM kernels: target {target!r} has no TVM device (use x86)")
+    for dev in devices:
+        ms_target(dev, tvm_target)  # raises for a device that needs a cross compiler
+    return devices
+
+
+def ms_model_work(graphs: Sequence[Graph], target: str, layers: int = 3, trials: int = 8, seed: int = 0,
+                  tvm_target: str = "") -> list[Work]:
+    """A meta_schedule search of `trials` candidates for each of the `layers` heaviest layers, per
+    TVM device of `target`. Raises LpdcTargetError where meta_schedule cannot tune: a target
+    without TVM devices, or one whose kernels need a cross compiler (it tunes on this host only)."""
+    from .ms_kind import KIND, ms_choice
+
+    if trials < 1 or layers < 1:
+        raise LpdcError(f"meta_schedule needs trials >= 1 and layers >= 1, got {trials} and {layers}")
+    devices = ms_devices(target, tvm_target)
+    heavy = heaviest_layers(graphs, layers)
+    if not heavy:
+        raise LpdcError("nothing for meta_schedule to tune: the model has no float conv or dense layer")
+    return [Work(KIND, sig, ms_choice(sig, dev, trials, seed), {"layers": names, "flops": flops})
+            for dev in devices for sig, flops, names in heavy]
 
 
 def model_work(graphs: Iterable[Graph], target: str = "numpy", trials: int = 4) -> list[Work]:

@@ -49,7 +49,7 @@ _THREAD_VARS = ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS", "B
 
 @dataclass(frozen=True)
 class Task:
-    """One measurement to take. `kind` is "numpy" (catalog primitive, host only) or "tvm"."""
+    """One measurement to take. `kind` is "numpy" (catalog primitive, host only), "tvm" or "meta_schedule"."""
 
     kind: str
     signature: Signature
@@ -83,6 +83,7 @@ class Outcome:
     worker: str = ""
     retry: bool = False  # the session died mid-measurement: worth another try elsewhere
     attempts: int = 1
+    found: dict[str, Any] | None = None  # what the measurement learnt (meta_schedule: the tuned trace)
 
 
 class _Lines:
@@ -231,8 +232,9 @@ class WorkerProcess:
         error = str(reply.get("error", ""))
         if reply.get("trace"):
             log.debug("worker %s: %s\n%s", self.name, error, reply["trace"])
+        found = reply.get("found")
         return Outcome(task, status, [float(s) for s in reply.get("samples", [])], error, self.where,
-                       bool(reply.get("retry")))
+                       bool(reply.get("retry")), found=found if isinstance(found, dict) else None)
 
     def _died(self, task: Task, what: str) -> Outcome:
         code = self.proc.poll() if self.proc is not None else None
@@ -254,6 +256,13 @@ class Runner:
     max_attempts: int = 2
     retire_after: int = 3
     setup_timeout_s: float = 300.0
+    search_trial_s: float = 30.0  # more setup time per meta_schedule trial: its search runs before the timing
+
+    def setup_timeout(self, task: Task) -> float:
+        """The setup limit of `task`: a meta_schedule search's time grows with its trial count."""
+        if task.kind != "meta_schedule":
+            return self.setup_timeout_s
+        return self.setup_timeout_s + self.search_trial_s * int(task.choice.config_dict().get("trials", 8))
 
     def workers(self) -> list[WorkerProcess]:
         raise NotImplementedError
@@ -314,7 +323,7 @@ class Runner:
             while (item := self._next(pending, cond, state, stop)) is not None:
                 task, attempt = item
                 try:
-                    out = w.run(task, self.task_extra(task), self.setup_timeout_s)
+                    out = w.run(task, self.task_extra(task), self.setup_timeout(task))
                 except LpdcError as e:  # the worker cannot even start: give the task back, retire
                     log.error("%s", e)
                     return

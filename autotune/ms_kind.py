@@ -4,9 +4,9 @@ Runs inside a measurement worker process. The compute is tvm_kind's (same TE/TOP
 so a meta_schedule row and a hand-scheduled "tvm" row of one layer time the same computation.
 The choice's config names the search (`{"schedule": "meta_schedule", "trials": N, "seed": S}`),
 which is known before tuning and so keys the row (a rerun skips it); what the search found, the
-best schedule's trace, is only known after, so its sha256 goes into the row's `error` text as a
-note (`meta_schedule trace sha256=...`; the schema has no column for a config learnt while
-measuring) and the trace itself, with its decisions, into a JSON file beside the kernel.
+best schedule's trace, is only known after, so it goes into the row's `found` column
+(`{"trace_sha256": ..., "trace_file": "ms_<digest>.json", "trials": N}`) and the trace itself,
+with its decisions, into that JSON file beside the kernel (in the kernel cache dir).
 
 Tuning runs on this host (meta_schedule's local builder and runner, random cost model: a few
 trials do not train a model) in a temporary work dir that is deleted afterwards; the tuned
@@ -96,8 +96,8 @@ def _tune(sig: Signature, choice: Choice, target: Mapping[str, Any], path: Path)
 
 def measure_ms(sig: Signature, choice: Choice, repeats: int, min_repeat_ms: float, on_start: Callable[[str], None],
                target_override: str = "", remote: Mapping[str, Any] | None = None,
-               cache_dir: str | os.PathLike[str] | None = None) -> tuple[list[float], str]:
-    """(seconds per run, note naming the tuned trace) of the meta_schedule kernel for layer `sig`."""
+               cache_dir: str | os.PathLike[str] | None = None) -> tuple[list[float], dict[str, Any]]:
+    """(seconds per run, the row's `found`: the tuned trace's hash and file) of the meta_schedule kernel."""
     if remote:
         raise LpdcTargetError("the meta_schedule kind measures on this host only, not over RPC")
     import tvm
@@ -111,5 +111,5 @@ def measure_ms(sig: Signature, choice: Choice, repeats: int, min_repeat_ms: floa
     lib = tvm.runtime.load_module(str(path))
     on_start("")
     samples = _time(lib, tvm.cpu(), shapes, repeats, min_repeat_ms)
-    note = f"meta_schedule trace sha256={meta['sha256']} ({meta['trials']} trials; trace in {path.stem}.json)"
-    return samples, note
+    found = {"trace_sha256": meta["sha256"], "trace_file": path.with_suffix(".json").name, "trials": meta["trials"]}
+    return samples, found

@@ -3,7 +3,7 @@
 Protocol (JSON lines): the worker writes {"ready": true, "pid": N} once imported, then reads one
 task per line from stdin and answers on its original stdout with
   {"id": I, "phase": "run"}                       when the timed part starts (the timeout clock), then
-  {"id": I, "status": "ok", "samples": [...]}     or
+  {"id": I, "status": "ok", "samples": [...]}     (meta_schedule adds "found": {trace hash, file}) or
   {"id": I, "status": "failed"|"timeout", "error": "...", "retry": bool, "session": bool}.
 Anything else the kernels print goes to stderr, so it cannot corrupt the protocol. The parent
 (autotune/measure.py) kills the worker when a deadline passes and starts a new one.
@@ -70,12 +70,12 @@ def run_task(task: dict[str, Any], send: Any) -> dict[str, Any]:
 
             samples = measure_tvm(sig, choice, int(task["repeats"]), float(task["min_repeat_ms"]), on_start,
                                   task.get("tvm_target", ""), task.get("remote"), task.get("cache_dir"))
-        elif task["kind"] == "meta_schedule":  # the note names the tuned trace (autotune/ms_kind.py)
+        elif task["kind"] == "meta_schedule":  # `found` names the tuned trace (autotune/ms_kind.py)
             from .ms_kind import measure_ms
 
-            samples, note = measure_ms(sig, choice, int(task["repeats"]), float(task["min_repeat_ms"]), on_start,
-                                       task.get("tvm_target", ""), task.get("remote"), task.get("cache_dir"))
-            return {"id": tid, "status": "ok", "samples": samples, "server": where["server"], "error": note}
+            samples, found = measure_ms(sig, choice, int(task["repeats"]), float(task["min_repeat_ms"]), on_start,
+                                        task.get("tvm_target", ""), task.get("remote"), task.get("cache_dir"))
+            return {"id": tid, "status": "ok", "samples": samples, "server": where["server"], "found": found}
         else:
             return {"id": tid, "status": "failed", "error": f"unknown measurement kind {task['kind']!r}"}
     except Exception as e:  # noqa: BLE001 - every failure of a kernel is recorded, not raised

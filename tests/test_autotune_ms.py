@@ -1,5 +1,6 @@
 """The "meta_schedule" measurement kind through the real worker and campaign: a tiny conv2d tuned
-with a few trials, recorded with its trace's hash, numerically equal to NumPy's conv, not remeasured."""
+with a few trials, recorded with its trace's hash (the `found` column), numerically equal to
+NumPy's conv, not remeasured."""
 
 import json
 import math
@@ -36,10 +37,11 @@ def test_meta_schedule_campaign_records_tunes_and_skips(tmp_path):
         assert m.choice.config_dict() == {"schedule": KIND, "trials": TRIALS, "seed": 0}
         assert math.isfinite(m.median_s) and m.median_s > 0 and m.spread_s >= 0 and m.repeats == 5
 
-        # The row names what was measured: the hash of the tuned trace, kept beside the kernel.
+        # The row names what was measured (`found`): the hash and file of the tuned trace, beside the kernel.
         path = kernel_path(sig, work[0].choice, ms_target("x86"), cache)
         meta = json.loads(path.with_suffix(".json").read_text())
-        assert m.error.startswith(f"meta_schedule trace sha256={meta['sha256']} ")
+        trace_file = path.with_suffix(".json").name
+        assert m.error == "" and m.found == {"trace_sha256": meta["sha256"], "trace_file": trace_file, "trials": TRIALS}
         assert isinstance(meta["trace"], list) and meta["trace"] and meta["trials"] == TRIALS
 
         # The tuned kernel computes the convolution.

@@ -1,7 +1,7 @@
 """The autotuning commands: `lpdc tune`, `lpdc rpc tracker|server|status`, `lpdc tunedb`.
 
     lpdc tune MODEL [MODEL ...] --target numpy|x86|a72 [--tracker HOST:PORT --key KEY] [--trials N]
-              [--budget-s S] [--db PATH] [-o PLAN.json] [--explain]
+              [--ms-trials N [--ms-layers K]] [--budget-s S] [--db PATH] [-o PLAN.json] [--explain]
     lpdc rpc tracker [--host 127.0.0.1] [--port 9190] [--allow-remote]
     lpdc rpc server --tracker HOST:PORT --key KEY [--host 127.0.0.1] [--port 9090] [--allow-remote]
     lpdc rpc status --tracker HOST:PORT
@@ -11,8 +11,10 @@
 a crash keeps every finished measurement; run it again to continue), with a progress bar, then
 re-solves the selection with the measured costs and writes the plan as JSON. NumPy targets are
 measured on this host; TVM targets on this host or, with --tracker/--key, on the boards
-registered at an RPC tracker. RPC endpoints started by `lpdc rpc` bind to 127.0.0.1 unless
---allow-remote is given.
+registered at an RPC tracker. `--ms-trials N` (TVM targets, this host only) adds a meta_schedule
+search of N candidates for each of the K (`--ms-layers`, default 3) heaviest distinct layers to
+the same campaign; the report sets each beside the best hand-scheduled kernel of its layer.
+RPC endpoints started by `lpdc rpc` bind to 127.0.0.1 unless --allow-remote is given.
 """
 
 from __future__ import annotations
@@ -22,14 +24,16 @@ import json
 import os
 import signal
 import sys
+import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from ..errors import LpdcError
+from ..errors import LpdcError, LpdcTargetError
 
 DB_ENV = "LPDC_AUTOTUNE_DB"
+MS_LAYERS = 3  # --ms-layers default
 
 
 def default_db_path() -> Path:
@@ -67,13 +71,18 @@ def _progress(args: argparse.Namespace, total: int) -> tuple[Callable[[Any], Non
     return update, bar.close
 
 
+def _kernel_cache(args: argparse.Namespace) -> str | None:
+    """TVM kernels (and meta_schedule traces) go beside an explicit --db; else the kinds' default."""
+    return str(Path(args.db).with_suffix(".kernels")) if args.db else None
+
+
 def _runner(args: argparse.Namespace):
     from ..autotune.measure import LocalRunner
     from ..autotune.rpc import RPCRunner
 
     if bool(args.tracker) != bool(args.key):
         raise LpdcError("--tracker and --key go together")
-    cache = str(Path(args.db).with_suffix(".kernels")) if args.db else None
+    cache = _kernel_cache(args)
     if args.tracker:
         if args.target == "numpy":
             raise LpdcError("the numpy target is measured on this host; --tracker needs a TVM target (x86, a72, a53)")
@@ -89,26 +98,49 @@ def _runner(args: argparse.Namespace):
     return LocalRunner(args.target, plugins=args.plugin, cache_dir=cache, threads=args.threads, clock=args.clock)
 
 
+def _check_ms(args: argparse.Namespace) -> None:
+    """Refuse meta_schedule options that cannot apply, before any model is loaded or measured."""
+    from ..autotune.layers import ms_devices
+
+    if args.ms_trials < 0:
+        raise LpdcError(f"--ms-trials must be >= 0 (0: no meta_schedule), got {args.ms_trials}")
+    if args.ms_trials == 0:
+        if args.ms_layers is not None:
+            raise LpdcError("--ms-layers needs --ms-trials N (N > 0)")
+        return
+    if args.ms_layers is not None and args.ms_layers < 1:
+        raise LpdcError(f"--ms-layers must be >= 1, got {args.ms_layers}")
+    if args.tracker or args.key:
+        raise LpdcTargetError("meta_schedule tunes on this host only: --ms-trials cannot go with --tracker/--key")
+    ms_devices(args.target, args.tvm_target or "")
+
+
 def cmd_tune(args: argparse.Namespace) -> int:
     from ..autotune.campaign import (
         Campaign,
         CampaignOptions,
         explain_origins,
+        ms_rows,
         plan_to_json,
         solve_plan,
         tvm_plan,
         write_json,
     )
     from ..autotune.db import Database, DatabaseCostSource
-    from ..autotune.layers import model_work, optimise
+    from ..autotune.layers import model_work, ms_model_work, optimise
     from .cli import _model_spec, load_model
 
+    _check_ms(args)
     specs = [args.model, *args.more_models]
     graphs = []
     for spec in specs:
         args.model = spec
         graphs.append(optimise(load_model(args)))
     work = model_work(graphs, args.target, args.trials)
+    ms = ms_model_work(graphs, args.target, args.ms_layers or MS_LAYERS, args.ms_trials,
+                       tvm_target=args.tvm_target or "") if args.ms_trials else []
+    known = {w.key for w in work}
+    work += [w for w in ms if w.key not in known]
     db_path = Path(args.db) if args.db else default_db_path()
     options = CampaignOptions(args.repeats, args.min_repeat_ms, args.timeout_s, args.budget_s, args.retry_failed,
                               args.tvm_target or "")
@@ -132,6 +164,8 @@ def cmd_tune(args: argparse.Namespace) -> int:
             out["plans"] = [plan_to_json(p, campaign.device, db_path) for p in plans]
         else:
             out["plans"] = [tvm_plan(graphs, db, campaign.device)]
+        if ms:
+            out["meta_schedule"] = ms_rows(db, campaign.device, ms)
     plan_path = write_json(args.output or f"{graphs[0].name}.plan.json", out)
     _report(args, out, plans, origins, plan_path)
     return 0 if report.remaining == 0 else 1
@@ -149,6 +183,7 @@ def _report(args: argparse.Namespace, out: dict[str, Any], plans: list[Any], ori
     if r["remaining"]:
         why = "budget reached" if r["stopped_by_budget"] else "no worker left"
         print(f"  {r['remaining']} not measured ({why}); run the same command again to continue")
+    _report_ms(args, out.get("meta_schedule", []))
     for plan, origin in zip(plans, origins, strict=True):
         print(f"  plan @{plan.graph}: predicted {plan.cost * 1e3:.3f} ms; costs " +
               ", ".join(f"{'measured' if k == 'cached' else k} {v}" for k, v in sorted(plan.origins.items())))
@@ -156,6 +191,28 @@ def _report(args: argparse.Namespace, out: dict[str, Any], plans: list[Any], ori
             print(plan.explain())
             print(origin)
     print(f"wrote {plan_path}")
+
+
+def _report_ms(args: argparse.Namespace, rows: list[dict[str, Any]]) -> None:
+    """One line per meta_schedule row: its median beside the best hand-scheduled tvm kernel's."""
+    for r in rows:
+        names = ",".join(r["layers"][:3]) + (",..." if len(r["layers"]) > 3 else "")
+        head = f"  meta_schedule {names} [{r['label']}] on {r['device']}, {r['trials']} trials:"
+        if r["median_s"] is None:
+            print(f"{head} {r['status']}" + (f" ({r['error'].splitlines()[0]})" if r["error"] else ""))
+            continue
+        best = r["tvm_best"]
+        if best is None:
+            vs = "no hand-scheduled tvm row to compare"
+        else:
+            cfg = ",".join(f"{k}={v}" for k, v in sorted(best["config"].items()) if k != "schedule")
+            x = r["speedup"]
+            vs = (f"best tvm {best['config'].get('schedule', '?')}[{cfg}] {best['median_s'] * 1e3:.3f} ms: "
+                  + (f"meta_schedule {x:.2f}x faster" if x >= 1 else f"meta_schedule {1 / x:.2f}x slower"))
+        print(f"{head} median {r['median_s'] * 1e3:.3f} ms; {vs}")
+        if args.explain and r["found"]:
+            f, where = r["found"], _kernel_cache(args) or Path(tempfile.gettempdir()) / "lpdc-tvm-kernels"
+            print(f"    tuned trace sha256={f.get('trace_sha256')} in {Path(where) / str(f.get('trace_file'))}")
 
 
 def cmd_rpc(args: argparse.Namespace) -> int:
@@ -215,6 +272,11 @@ def add_tune_commands(sub: argparse._SubParsersAction,
     t.add_argument("--key", help="board key at the tracker (one worker per server under it)")
     t.add_argument("--device-model", default="", help="board CPU/GPU model, recorded in the device fingerprint")
     t.add_argument("--trials", type=int, default=4, help="TVM kernel configs tried per layer (default 4)")
+    t.add_argument("--ms-trials", type=int, default=0, metavar="N",
+                   help="TVM targets on this host: also tune the heaviest layers with meta_schedule, N candidates "
+                        "each (default 0: off)")
+    t.add_argument("--ms-layers", type=int, metavar="K",
+                   help=f"how many distinct layers, heaviest (FLOPs) first, meta_schedule tunes (default {MS_LAYERS})")
     t.add_argument("--budget-s", type=float, help="stop starting measurements after this many seconds")
     t.add_argument("--db", help=f"measurement database (default ${DB_ENV} or ~/.cache/lpdc/autotune.db)")
     t.add_argument("-o", "--output", help="plan JSON (default MODEL.plan.json)")
