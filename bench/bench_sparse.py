@@ -5,8 +5,14 @@ Layers: AlexNet FC6 (9216->4096) and VGG-16 FC6 (25088->4096) at batch 1, a ResN
 90 and 95% sparsity (random normal weights). Per layer and sparsity: the median time of every
 primitive that applies (NCHW; timed round-robin), the best dense and best sparse one, and the
 PBQP's pick on the one-layer graph (measured costs, a fresh cost cache) with the pick's median time.
+TVM columns: the layer's dense and sparse TVM kernels (backends/tvm: sparse_fc.py, sparse_conv.py)
+timed with time_evaluator (wall-clock medians; TVM threads = --threads; the dense kernel is the same
+at every sparsity, so it is timed once per layer: sparse_select caches times per kernel), and what
+compile_tvm(sparse="measure") keeps ("dense*": effective density >= 0.5, kept dense untimed).
 
-    python3 bench/bench_sparse.py [--repeats 7] [--layers fc6_alexnet,conv3x3] [--out table.md]
+    python3 bench/bench_sparse.py [--repeats 7] [--layers fc6_alexnet,conv3x3] [--out table.md] [--quick] [--no-tvm]
+
+`--quick` (a check that it runs, a few minutes): 3 repeats, no VGG FC6, sparsities 0, 75, 95%.
 
 Not part of the test suite (VGG FC6 alone is 400 MB of weights). The machine is shared: medians
 of >= 7 repeats, and `uptime` is printed with the table.
@@ -15,6 +21,7 @@ of >= 7 repeats, and `uptime` is printed with the table.
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import os
 import statistics
 import subprocess
@@ -87,14 +94,40 @@ def measure(name: str, sparsity: float, repeats: int, cache: str) -> dict:
             "pick": pick, "pick_ms": times[pick] * 1e3}
 
 
+def measure_tvm(name: str, sparsity: float, repeats: int) -> dict:
+    """Dense and sparse TVM kernel medians (timed at every sparsity) and compile's measured pick."""
+    from lpdc.backends.tvm import sparse_select as SS
+    from lpdc.backends.tvm.target import tvm_target
+
+    g = layer_graph(name, sparsity)
+    node = next(n for n in g.nodes if n.name == "layer")
+    tt = tvm_target("x86")
+    SS.REPEATS = repeats
+    dense_s, sparse_s = SS.measure_pair(node, g, tt)
+    record: dict[str, dict] = {}
+    SS.pick_sparse(node, g, tt, None, "measure", record)  # the timings above are cached: same kernels
+    ch = record["layer"]
+    return {"tvm_dense_ms": dense_s * 1e3, "tvm_sparse_ms": sparse_s * 1e3, "tvm_density": ch["density"],
+            "tvm_pick": ch["picked"] + ("*" if ch["how"] == "too dense" else "")}
+
+
 def table(rows: list[dict]) -> str:
-    out = ["| layer | sparsity | best dense | ms | best sparse | ms | dense/sparse | PBQP pick | ms | pick/dense |",
-           "|---|---|---|---|---|---|---|---|---|---|"]
+    tvm = all("tvm_pick" in r for r in rows)
+    head = "| layer | sparsity | best dense | ms | best sparse | ms | dense/sparse | PBQP pick | ms | pick/dense |"
+    rule = "|---|---|---|---|---|---|---|---|---|---|"
+    if tvm:
+        head += " TVM eff. density | TVM dense ms | TVM sparse ms | TVM dense/sparse | TVM measured pick |"
+        rule += "---|---|---|---|---|"
+    out = [head, rule]
     for r in rows:
         speed = r["dense_ms"] / r["sparse_ms"] if r["sparse"] != "-" else float("nan")
-        out.append(f"| {r['layer']} | {r['sparsity']:.0%} | {r['dense']} | {r['dense_ms']:.2f} | {r['sparse']} | "
-                   f"{r['sparse_ms']:.2f} | {speed:.2f}x | {r['pick']} | {r['pick_ms']:.2f} | "
-                   f"{r['pick_ms'] / r['dense_ms']:.2f} |")
+        line = (f"| {r['layer']} | {r['sparsity']:.0%} | {r['dense']} | {r['dense_ms']:.2f} | {r['sparse']} | "
+                f"{r['sparse_ms']:.2f} | {speed:.2f}x | {r['pick']} | {r['pick_ms']:.2f} | "
+                f"{r['pick_ms'] / r['dense_ms']:.2f} |")
+        if tvm:
+            line += (f" {r['tvm_density']:.2f} | {r['tvm_dense_ms']:.3f} | {r['tvm_sparse_ms']:.3f} | "
+                     f"{r['tvm_dense_ms'] / r['tvm_sparse_ms']:.2f}x | {r['tvm_pick']} |")
+        out.append(line)
     return "\n".join(out)
 
 
@@ -104,13 +137,24 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--layers", default=",".join(LAYERS))
     ap.add_argument("--sparsities", default=",".join(f"{s:g}" for s in SPARSITIES))
     ap.add_argument("--out", help="also write the table (markdown) here")
-    ap.add_argument("--threads", type=int, default=1, help="BLAS threads (1: stable CPU-time measurements "
-                    "on a shared machine; 0: leave the BLAS default)")
+    ap.add_argument("--threads", type=int, default=1, help="BLAS and TVM threads (1: stable CPU-time "
+                    "measurements on a shared machine; 0: leave the defaults)")
+    ap.add_argument("--quick", action="store_true", help="3 repeats, no VGG FC6, sparsities 0, 0.75, 0.95")
+    ap.add_argument("--no-tvm", action="store_true", help="skip the TVM columns")
     args = ap.parse_args(argv)
+    if args.quick:
+        args.repeats = 3
+        args.layers = ",".join(n for n in args.layers.split(",") if n != "fc6_vgg16")
+        args.sparsities = "0,0.75,0.95"
+    tvm = not args.no_tvm and importlib.util.find_spec("tvm") is not None
     if args.threads:
         from threadpoolctl import threadpool_limits
 
         threadpool_limits(args.threads)
+        if tvm:
+            import tvm as _tvm
+
+            _tvm.get_global_func("runtime.config_threadpool")(1, args.threads)
     set_pack_limit(8 << 30)  # keep VGG's sparse copies packed, as a deployed model would
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
@@ -118,6 +162,8 @@ def main(argv: list[str] | None = None) -> int:
         for name in args.layers.split(","):
             for s in (float(x) for x in args.sparsities.split(",")):
                 rows.append(measure(name, s, args.repeats, cache))
+                if tvm:
+                    rows[-1].update(measure_tvm(name, s, args.repeats))
                 print(table(rows[-1:]).splitlines()[-1], file=sys.stderr, flush=True)
     up = subprocess.run(["uptime"], capture_output=True, text=True).stdout.strip()
     text = f"uptime: {up}; BLAS threads {blas_threads()}, clock {cpu_clock().__name__}\n\n{table(rows)}"
