@@ -27,17 +27,18 @@ log = logging.getLogger(__name__)
 GROWTH_FLOOR = 16384
 
 
-def fold_node(graph: Graph, node: Node, only_ints: bool = False) -> bool:
+def fold_node(graph: Graph, node: Node, only_ints: bool = False, allow_growth: bool = False) -> bool:
     """Replace `node` by constants if all its inputs are constants; True when it did.
 
-    `only_ints` restricts folding to nodes with integer outputs (shape arithmetic).
+    `only_ints` restricts folding to nodes with integer outputs (shape arithmetic). `allow_growth`
+    lifts the size limit (a backend materialising dequantized weights for its kernels).
     """
     if node.op == "const" or not node.inputs or not all_const(graph, node):
         return False
     if only_ints and any(v.type.dtype.startswith("f") for v in node.outputs):
         return False
     in_bytes = sum(v.type.nbytes for v in node.inputs if v is not None)
-    if sum(v.type.nbytes for v in node.outputs) > max(in_bytes, GROWTH_FLOOR):
+    if not allow_growth and sum(v.type.nbytes for v in node.outputs) > max(in_bytes, GROWTH_FLOOR):
         return False
     results = evaluate(graph, node)
     if results is None:

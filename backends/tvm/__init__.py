@@ -34,22 +34,27 @@ def tvm_device(tgt: Target) -> str:
 
 
 def compile_tvm(graph: Graph, target: str | Target = "x86", knobs: dict[str, Any] | None = None, *,
-                plan_memory: bool = False, progress: Progress | None = None, **options: Any):
+                plan_memory: bool = False, progress: Progress | None = None, sparse: str = "auto",
+                **options: Any):
     """Lower, schedule and build `graph` (already optimised) for a TVM target.
 
     `knobs` maps conv node names to schedules.x86_conv.ConvKnobs (register tile, padding) that
     replace the defaults chosen from the layer's shape. `plan_memory`: run every activation out
     of one arena laid out by plan-memory (`exe.arena_bytes`). `progress(desc, total) -> tick`
-    hears each kernel scheduled (the CLI draws a bar).
+    hears each kernel scheduled (the CLI draws a bar). `sparse`: dense or sparse kernels for
+    pruned FC / conv layers: "auto" (FC by density), "measure" (time both here, keep the faster),
+    "off", "on"; `exe.sparse_choices` records each decision (see sparse_select.py).
     """
     from .build import build_module, plan_graph
     from .executable import TvmExecutable
+    from .lower_quant import materialize_weights
     from .target import tvm_target
 
     tgt = Target(target)
     tt = tvm_target(tvm_device(tgt))
     t0 = time.perf_counter()
-    plan = plan_graph(graph, tt, knobs)
+    graph = materialize_weights(graph)
+    plan = plan_graph(graph, tt, knobs, sparse=sparse)
     lib = build_module(plan, tt, progress=progress)
     seconds = time.perf_counter() - t0
     if plan.fallbacks:

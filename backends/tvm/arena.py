@@ -68,7 +68,7 @@ class TvmArena:
 
     def output_slot(self, s: Step, step: int, args: Sequence[np.ndarray | None]) -> np.ndarray | None:
         """The slot the TVM kernel of `s` (the step-th) may write its output into, given its arguments."""
-        v = s.node.output
+        v = s.output
         out = self.slot(v, is_act4(v))
         if out is None or out.dtype != np.float32 or not self._evictable(v, step, reading=True):
             return self._miss(v)

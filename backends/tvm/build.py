@@ -37,12 +37,20 @@ class Step:
     func: str | None
     args: list[Value | np.ndarray] = field(default_factory=list)
     reason: str = ""
+    fused: list[Node] = field(default_factory=list)  # later nodes computed inside this kernel
+
+    @property
+    def output(self) -> Value:
+        """The value the step writes: its node's output, or the last fused node's."""
+        return self.fused[-1].output if self.fused else self.node.output
 
 
 @dataclass
 class Plan:
     steps: list[Step]
     kernels: dict[str, Lowered]  # function name -> lowered kernel (one per distinct key)
+    # node name -> dense or sparse kernel, measured times, why (see sparse_select.py)
+    sparse_choices: dict[str, dict[str, Any]] = field(default_factory=dict)
 
     @property
     def fallbacks(self) -> dict[str, str]:
@@ -51,28 +59,38 @@ class Plan:
 
 
 def plan_graph(g: Graph, tt: TvmTarget, knobs: dict[str, Any] | None = None,
-               only: set[str] | None = None) -> Plan:
+               only: set[str] | None = None, sparse: str = "auto") -> Plan:
     """Lower every node it can; identical kernels get one function. `knobs`: node name ->
     ConvKnobs overriding that conv's default register tile (the tuning hook). `only`: the names
-    of the nodes to plan (a heterogeneous plan's CPU side); the others get no step."""
+    of the nodes to plan (a heterogeneous plan's CPU side); the others get no step. `sparse`:
+    dense or sparse kernels for pruned FC / conv ("auto", "measure", "off", "on": sparse_select.py)."""
+    from .sparse_select import pick_sparse
+
+    choices: dict[str, dict[str, Any]] = {}
     steps: list[Step] = []
     kernels: dict[str, Lowered] = {}
     by_key: dict[tuple, str] = {}
+    absorbed: set[str] = set()
     for node in g.nodes:
-        if node.op in _SKIP or (only is not None and node.name not in only):
+        if node.op in _SKIP or (only is not None and node.name not in only) or node.name in absorbed:
             continue
         try:
-            low = lower_node(node, g, max(tt.vec, 4), (knobs or {}).get(node.name), tt.registers)
+            low = lower_node(node, g, max(tt.vec, 4), (knobs or {}).get(node.name), tt.registers,
+                             sparse=pick_sparse(node, g, tt, (knobs or {}).get(node.name), sparse, choices))
+            if only is not None and any(n.name not in only for n in low.absorbs):
+                low = lower_node(node, g, max(tt.vec, 4), (knobs or {}).get(node.name), tt.registers,
+                                 fuse=False)
         except LpdcUnsupportedError as e:
             steps.append(Step(node, None, reason=e.message if hasattr(e, "message") else str(e)))
             continue
+        absorbed.update(n.name for n in low.absorbs)
         name = by_key.get(low.key)
         if name is None:
             name = f"k{len(kernels)}_{node.op}_{re.sub(r'[^A-Za-z0-9_]', '_', node.name)[:40]}"
             by_key[low.key] = name
             kernels[name] = low
-        steps.append(Step(node, name, low.args))
-    return Plan(steps, kernels)
+        steps.append(Step(node, name, low.args, fused=list(low.absorbs)))
+    return Plan(steps, kernels, choices)
 
 
 def build_module(plan: Plan, tt: TvmTarget, parallel: bool = True, progress: Progress | None = None) -> Any:
@@ -142,10 +160,18 @@ def _schedule_cpu(f: Any, low: Lowered, tt: TvmTarget, parallel: bool = True) ->
             schedule_depthwise(sch, low.info["shape"], vec)
         elif low.schedule == "fc":
             schedule_fc(sch, low.info["kb"], vec)
+        elif low.schedule == "qconv":
+            from .int8_conv import schedule_qconv
+
+            schedule_qconv(sch, low.info["knobs"], low.info["intrinsic"], low.info["kw"])
         elif low.schedule == "sparse_fc":
             from .sparse_fc import schedule_sparse_fc
 
             schedule_sparse_fc(sch, low.info["kb"], vec)
+        elif low.schedule == "sparse_conv":
+            from .sparse_conv import schedule_sparse_conv
+
+            schedule_sparse_conv(sch, low.info["shape"], low.info["geometry"], vec)
         else:
             schedule_generic_cpu(sch, vec)
     except Exception as e:  # noqa: BLE001 - a template that does not fit this shape: degrade, never fail

@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from ...errors import LpdcError, LpdcExecutionError, LpdcTargetError
-from ...ir import Graph, Value
+from ...ir import Graph, Value, dtypes
 from ..numpy.executable import Executable as NumpyExecutable
 from ..numpy.executable import NodeTiming
 from ..numpy.kernels import get_kernel
@@ -85,6 +85,11 @@ class TvmExecutable(GraphIO):
     @property
     def fallbacks(self) -> dict[str, str]:
         return self.plan.fallbacks
+
+    @property
+    def sparse_choices(self) -> dict[str, dict[str, Any]]:
+        """node -> {"picked": "sparse" | "dense", "dense_s", "sparse_s", "density", "how"} (sparse_select.py)."""
+        return self.plan.sparse_choices
 
     def run(self, inputs: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
         return self._execute(inputs, None)
@@ -160,10 +165,10 @@ class TvmExecutable(GraphIO):
 
     def _run_tvm(self, s: Step, env: dict, step: int | None = None) -> None:
         args = [aligned(self._get(a, True, env, step)) if isinstance(a, Value) else a for a in s.args]
-        out_v = s.node.output
+        out_v = s.output
         out = None if self._arena is None or step is None else self._arena.output_slot(s, step, args)
         if out is None:
-            out = aligned_empty(nhwc_shape(out_v))
+            out = aligned_empty(nhwc_shape(out_v), dtypes.to_numpy(out_v.type.dtype))
         try:
             self._func(s.func)(*args, out)
         except LpdcError:
@@ -182,6 +187,7 @@ class TvmExecutable(GraphIO):
 
 
 def _weight(a: np.ndarray) -> np.ndarray:
-    """A bound argument as the kernel takes it: float32, except integer index arrays (sparse FC)."""
+    """A bound argument as the kernel takes it: float32, except integer arrays (sparse FC indices,
+    int8 weights, requantize multipliers) and float64 scales, which keep their type."""
     a = np.asarray(a)
-    return a if a.dtype.kind in "iu" else np.asarray(a, np.float32)
+    return a if a.dtype.kind in "iu" or a.dtype == np.float64 else np.asarray(a, np.float32)

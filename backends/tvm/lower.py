@@ -28,9 +28,12 @@ class Lowered:
 
     tensors: list[Any]  # te placeholders then the output, in call order
     args: list[Value | np.ndarray]  # one per placeholder
-    schedule: str  # "conv" | "depthwise" | "fc" | "sparse_fc" | "generic"
+    schedule: str  # "conv" | "depthwise" | "fc" | "sparse_fc" | "sparse_conv" | "qconv" | "generic"
     key: tuple  # equal keys = identical kernels (shared between nodes)
     info: dict[str, Any] = field(default_factory=dict)  # shape + knobs for the schedule
+    # Nodes after this one computed inside the kernel (a requantize fused into an integer conv):
+    # the kernel's output is the last one's output, and those nodes get no step of their own.
+    absorbs: list[Node] = field(default_factory=list)
 
 
 def is_act4(v: Value | None) -> bool:
@@ -74,7 +77,8 @@ def _epilogue(node: Node, g: Graph, channels: int) -> tuple[dict[str, Any], list
     return epi, extra
 
 
-def _lower_conv(node: Node, g: Graph, vec: int, knobs: Any = None, registers: int = 32) -> Lowered:
+def _lower_conv(node: Node, g: Graph, vec: int, knobs: Any = None, registers: int = 32,
+                sparse: bool | None = None) -> Lowered:
     from .schedules.x86_conv import check_knobs, default_conv_knobs
 
     x, wv = node.inputs[0], node.inputs[1]
@@ -95,13 +99,22 @@ def _lower_conv(node: Node, g: Graph, vec: int, knobs: Any = None, registers: in
         tensors, _ = C.depthwise_nhwc(s, epi, -(-s.ow // owt) * owt)
         return Lowered(tensors, [x, C.pack_depthwise_weight(w), *extra], "depthwise",
                        ("dw", s, _epi_key(epi)), {"shape": s})
+    if sparse and s.group == 1:  # only when asked (compile_tvm's sparse= mode): see sparse_select.py
+        from . import sparse_conv as SC
+
+        geo = SC.geometry(s, vec)
+        vals, offs = SC.ell_pack(w, s, geo)
+        tensors, _ = SC.sparse_conv_nhwc(s, geo, vals.shape[1], epi)
+        return Lowered(tensors, [x, vals, offs, *extra], "sparse_conv",
+                       ("sparse_conv", s, geo, vals.shape[1], _epi_key(epi)), {"shape": s, "geometry": geo})
     kn = default_conv_knobs(s, vec, registers) if knobs is None else check_knobs(s, knobs, where=node.name)
     tensors, _ = C.conv_nhwc(s, kn.oc_tile, epi, kn.kp, kn.owp)
     return Lowered(tensors, [x, C.pack_conv_weight(w, kn.oc_tile, kn.kp), *extra], "conv",
                    ("conv", s, kn, _epi_key(epi)), {"shape": s, "knobs": kn})
 
 
-def _lower_fc(node: Node, g: Graph, vec: int) -> Lowered:
+def _lower_fc(node: Node, g: Graph, vec: int, sparse: bool | None = None) -> Lowered:
+    """`sparse`: True / False force the sliced-ELL / dense kernel; None picks by effective density."""
     x, wv = node.inputs[0], node.inputs[1]
     w = g.const_data(wv)
     _require(w is not None and w.ndim == 2, "fully_connected weights must be a constant matrix")
@@ -116,7 +129,9 @@ def _lower_fc(node: Node, g: Graph, vec: int) -> Lowered:
     nout = w.shape[0]
     kb = max(d for d in range(1, vec + 1) if nout % d == 0)
     epi, extra = _epilogue(node, g, nout)
-    if m <= SP.MAX_SPARSE_BATCH and SP.effective_density(w) < SP.MAX_SPARSE_DENSITY:
+    if sparse is None:
+        sparse = m <= SP.MAX_SPARSE_BATCH and SP.effective_density(w) < SP.MAX_SPARSE_DENSITY
+    if sparse:
         vals, cols = SP.ell_pack(w, kb)
         tensors, _ = SP.sparse_fully_connected(nhwc_shape(x), m, kdim, vals.shape[1], kb, epi)
         return Lowered(tensors, [x, vals, cols, *extra], "sparse_fc",
@@ -133,14 +148,24 @@ def _epi_key(epi: dict[str, Any]) -> tuple:
 LOWERINGS: dict[str, Callable[[Node, Graph, int], Lowered]] = {"fully_connected": _lower_fc}
 
 
-def lower_node(node: Node, g: Graph, vec: int, knobs: Any = None, registers: int = 32) -> Lowered:
+def lower_node(node: Node, g: Graph, vec: int, knobs: Any = None, registers: int = 32,
+               fuse: bool = True, sparse: bool | None = None) -> Lowered:
     """The TVM kernel for `node`, or LpdcUnsupportedError (the caller falls back to NumPy).
 
-    `knobs` (a schedules.x86_conv.ConvKnobs) replaces a conv's default register tile.
+    `knobs` (a schedules.x86_conv.ConvKnobs) replaces a conv's default register tile. `fuse`:
+    an integer layer may absorb the requantize/dequantize after it (Lowered.absorbs). `sparse`
+    (f32 FC / group-1 conv): True / False force the sparse / dense kernel; None is the default
+    (FC by effective density, conv dense).
     """
+    from .lower_quant import QUANT_OPS, is_integer_layer, lower_quant
+
+    if node.op in QUANT_OPS or is_integer_layer(node):
+        return lower_quant(node, g, vec, fuse)
     _f32(node)
     if node.op == "conv":
-        return _lower_conv(node, g, vec, knobs, registers)
+        return _lower_conv(node, g, vec, knobs, registers, sparse)
+    if node.op == "fully_connected":
+        return _lower_fc(node, g, vec, sparse)
     fn = LOWERINGS.get(node.op) or SIMPLE.get(node.op)
     if fn is None:
         raise LpdcUnsupportedError(f"no TVM kernel for op '{node.op}'")

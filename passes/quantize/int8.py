@@ -45,13 +45,19 @@ def integer_eligible(node: Node, weights: object, act_in: QFormat | None, act_ou
     """None if `node` can run on integer kernels with these formats, else the reason it cannot.
 
     A `terminal` layer (no quantized layer downstream) needs no output format: its int32
-    accumulator is dequantized directly, which keeps e.g. the logits at full precision."""
+    accumulator is dequantized directly, which keeps e.g. the logits at full precision. So does a
+    layer with a fused residual: its accumulator is dequantized and the residual added in float
+    (then the activation), as the reference computes `act(conv + residual)`."""
+    terminal = terminal or has_residual(node)
     if act_in is None or (act_out is None and not terminal) or not isinstance(weights, QFormat):
         return "integer layers need quantized input, output and (non-codebook) weights"
-    if node.attrs.get("activation", "none") not in ("none", "relu"):
-        return f"activation {node.attrs['activation']} is not integer-exact (only relu is)"
-    if len(node.inputs) > 3 and any(v is not None for v in node.inputs[3:]):
-        return "a fused residual or prelu slope needs float arithmetic"
+    act = node.attrs.get("activation", "none")
+    if act == "prelu" or (len(node.inputs) > 4 and any(v is not None for v in node.inputs[4:])):
+        return "a prelu slope needs float arithmetic"
+    if not has_residual(node) and act == "relu6" and not saturates_at(act_out, 6.0):
+        return "relu6 is integer-exact only when the output format saturates at 6"
+    if not has_residual(node) and act not in ("none", "relu", "relu6"):  # with a residual: float, after
+        return f"activation {act} is not integer-exact (relu is; relu6 where the output saturates at 6)"
     if node.op == "conv" and node.inputs[0].type.effective_layout != "NCHW":
         return "integer conv is lowered for NCHW only"
     for fmt, what in ((act_in, "input"), (act_out, "output")):
@@ -62,6 +68,27 @@ def integer_eligible(node: Node, weights: object, act_in: QFormat | None, act_ou
     if act_in.axis is not None or (act_out is not None and act_out.axis is not None):
         return "activations must be quantized per tensor"
     return None
+
+
+def saturates_at(fmt: QFormat | None, hi: float) -> bool:
+    """True when requantizing into `fmt` clamps every value above `hi` exactly as min(y, hi) would:
+    the largest code is at most quantize(hi). Then relu6 = relu on the accumulator + saturation,
+    bit for bit (quantization is monotone, so it commutes with the clamp)."""
+    if fmt is None or len(fmt.scale) != 1:
+        return False
+    return int(np.rint(hi / fmt.scale[0])) + int(fmt.zero_point[0]) >= fmt.qmax
+
+
+def integer_activation(node: Node) -> str:
+    """The activation an integer layer applies to its int32 accumulator (relu6's upper clamp is
+    the output format's saturation, see saturates_at)."""
+    act = node.attrs.get("activation", "none")
+    return "relu" if act == "relu6" else act
+
+
+def has_residual(node: Node) -> bool:
+    """The layer adds a fused residual input (fuse-residual's `act(conv + bias + r)`)."""
+    return len(node.inputs) > 3 and node.inputs[3] is not None
 
 
 def quantized_bias(b: np.ndarray, acc: QFormat) -> QFormat:

@@ -13,9 +13,10 @@ After, integer (8-bit formats, relu or no activation):
     %L.rq = requantize(%L.acc) {dtype="u8", scale=[s_y], zero_point=[z_y], multiplier=[...], shift=[...]}
     %y = dequantize(%L.rq) : f32[...]
 A terminal layer (no quantized layer downstream, e.g. the classifier) skips the requantize: its
-int32 accumulator is dequantized directly. Then dequantize->quantize pairs with identical formats
-fold away (integers flow straight from one integer layer into the next) and float weights nothing
-uses any more are erased.
+int32 accumulator is dequantized directly. A layer with a fused residual (`act(conv + b + r)`)
+does too, and adds the float residual after: `%y = add(dequantize(%L.acc), %r) {activation}`.
+Then dequantize->quantize pairs with identical formats fold away (integers flow straight from one
+integer layer into the next) and float weights nothing uses any more are erased.
 Preconditions: a verified graph; plans from plan.build_plans for that graph.
 """
 
@@ -24,7 +25,7 @@ from __future__ import annotations
 from typing import Any
 
 from ...ir import Graph, Node, Value
-from .int8 import multipliers
+from .int8 import has_residual, integer_activation, multipliers
 from .kmeans import Codebook
 from .plan import LayerPlan
 from .schemes import QFormat, accumulator_format
@@ -94,6 +95,10 @@ def lower_integer(g: Graph, node: Node, plan: LayerPlan, cache: Cache) -> None:
         bq = _const(g, g.const_data(node.inputs[2]), plan.bias, f"{node.name}.b.q")
     old = node.output
     layer, attrs = node.name, {k: (list(v) if isinstance(v, list) else v) for k, v in node.attrs.items()}
+    residual = node.inputs[3] if has_residual(node) else None
+    epilogue = {k: attrs.pop(k) for k in ("activation", "act_alpha", "act_beta") if k in attrs and residual}
+    if residual is None and "activation" in attrs:
+        attrs["activation"] = integer_activation(node)
     # The IR infers the accumulator's type, i32 with scale s_x * s_w: the same numbers as `acc`.
     acc_v = g.add_node(node.op, [xq, wq, bq], attrs, name=layer, outputs=[g.fresh_name(f"{layer}.acc")],
                        before=node).output
@@ -102,6 +107,10 @@ def lower_integer(g: Graph, node: Node, plan: LayerPlan, cache: Cache) -> None:
         mult, shift = multipliers(acc, plan.act_out)
         rq = _op(g, "requantize", [acc_v], {**_qattrs(plan.act_out), "multiplier": mult, "shift": shift},
                  f"{layer}.rq", node)
+    if residual is not None:  # act(dequantize(acc) + residual) in float, as the float layer did
+        deq = _op(g, "dequantize", [acc_v], {"dtype": old.type.dtype}, f"{layer}.dq", node)
+        _replace_output(g, node, lambda name: g.add_node("add", [deq, residual], epilogue, outputs=[name]).output)
+        return
     _replace_output(g, node, lambda name: g.add_node("dequantize", [rq], {"dtype": old.type.dtype},
                                                      outputs=[name]).output)
 

@@ -21,7 +21,7 @@ from ...ir import Graph, Node
 from .calibrate import Calibration
 from .config import QuantConfig, VarSpec, quantizable_layers
 from .fixed_point import fixed_for
-from .int8 import integer_eligible, quantized_bias
+from .int8 import has_residual, integer_eligible, quantized_bias
 from .kmeans import Codebook, kmeans_codebook
 from .schemes import QFormat, accumulator_format, affine_range_format, symmetric_format
 
@@ -96,6 +96,7 @@ def plan_layer(graph: Graph, node: Node, config: QuantConfig, cal: Calibration |
         return LayerPlan(node.name, weights, bias, act_in)
     out_name = node.output.name
     out_spec = replace(spec["activations"], frac=None, range=None)  # a given FL/range is the input's
+    terminal = terminal or has_residual(node)  # the residual is added in float after dequantizing
     act_out = (activation_format(out_name, out_spec, cal, method, pct)
                if cal is not None and out_name in cal and not terminal else None)
     reason = integer_eligible(node, weights, act_in, act_out, terminal)
