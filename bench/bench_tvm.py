@@ -1,12 +1,15 @@
-"""lpdc's TVM x86 backend (default knobs) vs ONNX Runtime vs TVM Relax's default build, side by side.
+"""lpdc's TVM x86 backend (default knobs, and tuned) vs ONNX Runtime vs TVM Relax's default build, side by side.
 
-For each zoo model (batch 1, 224x224 unless the model says otherwise): build lpdc x86 (compile
-time recorded), export the same graph to ONNX (lpdc.frontends.onnx_export) and load it in ONNX
-Runtime (CPU provider, 2 threads) and, unless --no-relax, in TVM Relax (from_onnx + tvm.compile,
-no tuning). All engines run in this one process, in blocks of consecutive runs per engine over
-two rounds (load drifts hit each alike), median of --repeats runs each; outputs (the softmax)
-are checked against ONNX Runtime. Also reports the measured fp32 GEMM peak (NumPy/BLAS, 2 threads) and the achieved
-GFLOP/s of each model's three heaviest conv layers.
+For each zoo model (batch 1, 224x224 unless the model says otherwise): build lpdc x86 (compile time
+recorded) with default knobs and tuned (`variants="measure"`: every conv's register tiles and
+Winograd timed here, the fastest kept; times cached on disk, so the tuned build time shown is a
+first build's only when the cache is empty), export the same graph to ONNX
+(lpdc.frontends.onnx_export) and load it in ONNX Runtime (CPU provider, 2 threads) and, unless
+--no-relax, in TVM Relax (from_onnx + tvm.compile, no tuning). All engines run in this one process, in
+blocks of consecutive runs per engine over two rounds (load drifts hit each alike), median of
+--repeats runs each; outputs (the softmax) are checked against ONNX Runtime. Also reports the
+measured fp32 GEMM peak (NumPy/BLAS, 2 threads) and the achieved GFLOP/s of each model's three
+heaviest conv layers.
 
     python3 bench/bench_tvm.py --models resnet18,resnet50 --repeats 10 [--no-relax] [--check-all]
 
@@ -51,8 +54,10 @@ def _timed(fn: Callable[[], object]) -> float:
 Engines = dict[str, Callable[[], object]]
 
 
-def build_engines(g: Graph, x: np.ndarray, relax: bool) -> tuple[Engines, dict[str, float], object]:
-    """name -> zero-argument run function, compile times, the lpdc executable."""
+def build_engines(g: Graph, x: np.ndarray, relax: bool,
+                  tuned: dict | None = None) -> tuple[Engines, dict[str, float], object]:
+    """name -> zero-argument run function, compile times, the lpdc executable. `tuned`: options of
+    a second, tuned lpdc build ("tuned" engine), e.g. {"variants": "measure"}."""
     import onnxruntime as ort
     from lpdc.frontends.onnx_export import export_onnx
 
@@ -61,6 +66,11 @@ def build_engines(g: Graph, x: np.ndarray, relax: bool) -> tuple[Engines, dict[s
     exe = lpdc.compile(g, "x86")
     times = {"lpdc": time.perf_counter() - t}
     engines: Engines = {"lpdc": lambda: exe.run({name: x})}
+    if tuned is not None:
+        t = time.perf_counter()
+        tex = lpdc.compile(g, "x86", **tuned)
+        times["tuned"] = time.perf_counter() - t
+        engines["tuned"] = lambda: tex.run({name: x})
     with tempfile.TemporaryDirectory() as d:
         path = Path(d) / "m.onnx"
         export_onnx(g, path)
@@ -106,10 +116,10 @@ def heaviest_convs(exe, x: np.ndarray, k: int = 3) -> list[tuple[str, float, flo
     return [(name, s * 1e3, fl / s / 1e9) for fl, name, s in rows[:k]]
 
 
-def bench_model(name: str, repeats: int, relax: bool) -> dict:
+def bench_model(name: str, repeats: int, relax: bool, tuned: dict | None = None) -> dict:
     g = zoo.build(name)
     x = np.random.default_rng(0).standard_normal(g.inputs[0].type.shape).astype(np.float32)
-    engines, ctimes, exe = build_engines(g, x, relax)
+    engines, ctimes, exe = build_engines(g, x, relax, tuned)
     ref = engines["ort"]()[0]
     got = next(iter(exe.run({g.inputs[0].name: x}).values()))
     err = float(np.abs(got - ref).max() / max(np.abs(ref).max(), 1e-12))
@@ -154,6 +164,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--repeats", type=int, default=10)
     p.add_argument("--no-relax", action="store_true", help="skip TVM Relax's default build")
     p.add_argument("--check-all", action="store_true")
+    p.add_argument("--no-tuned", action="store_true", help="skip the tuned lpdc build (variants measured here)")
     p.add_argument("--peak", type=float, default=0.0,
                    help="GFLOP/s to judge conv layers against (default: measured now; a busy machine under-reports)")
     args = p.parse_args(argv)
@@ -164,15 +175,19 @@ def main(argv: list[str] | None = None) -> int:
     peak = args.peak or measured
     print(f"measured fp32 GEMM peak (NumPy BLAS, 1024^3, best of 30): {measured:.0f} GFLOP/s; judging layers "
           f"against {peak:.0f} GFLOP/s")
-    cols = ["lpdc", "ort"] + ([] if args.no_relax else ["relax"])
-    print(f"{'model':15s} " + " ".join(f"{c + ' ms':>10s}" for c in cols) + "  lpdc/ort  lpdc build s  err vs ort")
+    tuned = None if args.no_tuned else {"variants": "measure"}
+    cols = ["lpdc"] + ([] if tuned is None else ["tuned"]) + ["ort"] + ([] if args.no_relax else ["relax"])
+    print(f"{'model':15s} " + " ".join(f"{c + ' ms':>10s}" for c in cols)
+          + "  lpdc/ort" + ("  tuned/ort  tuned build s" if tuned else "") + "  lpdc build s  err vs ort")
     rows = []
     for name in args.models.split(","):
-        r = bench_model(name, args.repeats, not args.no_relax)
+        r = bench_model(name, args.repeats, not args.no_relax, tuned)
         rows.append(r)
         ms = r["ms"]
+        extra = f"  {ms['tuned'] / ms['ort']:9.2f}  {r['compile_s']['tuned']:13.1f}" if tuned else ""
         print(f"{name:15s} " + " ".join(f"{ms[c]:10.2f}" for c in cols)
-              + f"  {ms['lpdc'] / ms['ort']:8.2f}  {r['compile_s']['lpdc']:12.1f}  {r['err_vs_ort']:.1e}", flush=True)
+              + f"  {ms['lpdc'] / ms['ort']:8.2f}{extra}  {r['compile_s']['lpdc']:12.1f}  {r['err_vs_ort']:.1e}",
+              flush=True)
     for r in rows:
         convs = ", ".join(f"{n} {ms:.2f} ms {gf:.0f} GF/s ({gf / peak:.0%})" for n, ms, gf in r["convs"])
         print(f"  {r['model']}: heaviest convs: {convs}")

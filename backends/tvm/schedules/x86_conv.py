@@ -44,11 +44,16 @@ def default_conv_knobs(s: ConvShape, vec: int, registers: int = 32, exact: bool 
     weight vectors and the broadcast input); padding K or OW up to the tile costs its waste.
     Grouped convs keep tiles inside a group (oc_tile divides K/group, no K padding).
     """
+    return ranked_conv_knobs(s, vec, registers, exact)[0]
+
+
+def ranked_conv_knobs(s: ConvShape, vec: int, registers: int = 32, exact: bool = False) -> list[ConvKnobs]:
+    """Every register tile default_conv_knobs considers, best score first (the tuner's candidates)."""
     kg = s.k // s.group
     budget = max(4, registers - 8)
     grouped = s.group > 1
     lanes = max(d for d in divisors(kg) if d <= vec) if grouped else vec
-    best: tuple[float, ConvKnobs] | None = None
+    scored: list[tuple[float, int, ConvKnobs]] = []
     for nv in (1, 2, 3, 4):
         oc = lanes * nv
         if grouped and kg % oc:
@@ -64,10 +69,9 @@ def default_conv_knobs(s: ConvShape, vec: int, registers: int = 32, exact: bool 
             # Measured on AVX-512: beyond ~16 accumulators the gain is small, and padded work costs
             # more than its share (predicated epilogue), hence the cap and the squared useful fraction.
             score = useful ** 2 * min(owt * nv, 16) * (1.0 + 0.02 * nv)  # more vectors: more x reuse
-            if best is None or score > best[0]:
-                best = (score, ConvKnobs(lanes, oc, owt, kp, owp))
-    assert best is not None
-    return best[1]
+            scored.append((-score, len(scored), ConvKnobs(lanes, oc, owt, kp, owp)))
+    assert scored
+    return [k for _, _, k in sorted(scored)]
 
 
 def check_knobs(s: ConvShape, kn: ConvKnobs, where: str = "") -> ConvKnobs:

@@ -1,0 +1,82 @@
+"""Measured per-layer kernel variants of the TVM backend (compile_tvm(variants="measure")).
+
+Each conv gets several register tiles (and Winograd where it applies) built and timed on this
+host; the fastest is used, the decision is recorded, and the times persist on disk so a
+recompile measures nothing. Whatever is picked must compute the reference's numbers.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+pytest.importorskip("tvm")
+
+from lpdc.backends.numpy import compile_numpy  # noqa: E402
+from lpdc.backends.tvm import compile_tvm  # noqa: E402
+from lpdc.backends.tvm import variants as V  # noqa: E402
+from lpdc.errors import LpdcError, LpdcTargetError  # noqa: E402
+from lpdc.tools.builder import NetBuilder  # noqa: E402
+
+from backend_util import assert_matches  # noqa: E402
+
+
+def _net():
+    b = NetBuilder("v", (1, 16, 14, 14), seed=1)
+    y = b.act(b.conv(b.x, 32, 3, pad=1))
+    y = b.act(b.g.op("add", b.conv(y, 16, 3, pad=1), b.x))
+    return b.finish(b.conv(y, 24, 1))
+
+
+def test_measured_variants_pick_the_fastest_and_compute_the_reference(tmp_path, monkeypatch):
+    monkeypatch.setenv(V.TIMES_ENV, str(tmp_path / "times.json"))
+    g = _net()
+    x = {"data": np.random.default_rng(0).standard_normal((1, 16, 14, 14)).astype(np.float32)}
+    exe = compile_tvm(g, "x86", variants="measure")
+    assert set(exe.variant_choices) == {n.name for n in g.nodes if n.op == "conv"}
+    for rec in exe.variant_choices.values():
+        assert rec["how"] == "measured" and len(rec["times"]) >= 2
+        assert rec["times"][rec["picked"]] == min(rec["times"].values())
+        assert all(t > 0 for t in rec["times"].values())
+    assert_matches(exe.run(x), compile_numpy(g).run(x), rtol=1e-5)
+    again = compile_tvm(g, "x86", variants="measure")  # the times file answers: nothing is rebuilt to time
+    assert {r["how"] for r in again.variant_choices.values()} == {"cached"}
+    assert {k: r["picked"] for k, r in again.variant_choices.items()} == \
+        {k: r["picked"] for k, r in exe.variant_choices.items()}
+
+
+def test_the_pick_follows_the_times(tmp_path, monkeypatch):
+    """With fake timings the slowest-scored tile is chosen when it is the fastest, and runs correctly."""
+    monkeypatch.setenv(V.TIMES_ENV, str(tmp_path / "times.json"))
+    from lpdc.backends.tvm import sparse_select
+
+    def fake(low, tt):  # the largest ow_tile is "fastest"
+        kn = low.info.get("knobs")
+        return 1.0 / (kn.ow_tile * 1000 + kn.oc_tile) if kn is not None else 1.0
+
+    monkeypatch.setattr(sparse_select, "time_lowered", fake)
+    g = _net()
+    exe = compile_tvm(g, "x86", variants="measure")
+    for name, rec in exe.variant_choices.items():
+        tiles = [(int(label.split()[1].split("x")[0]), label) for label in rec["times"] if label.startswith("direct")]
+        assert rec["picked"] == max(tiles)[1], name
+    x = {"data": np.random.default_rng(1).standard_normal((1, 16, 14, 14)).astype(np.float32)}
+    assert_matches(exe.run(x), compile_numpy(g).run(x), rtol=1e-5)
+
+
+def test_default_mode_measures_nothing_and_bad_modes_are_errors(tmp_path, monkeypatch):
+    monkeypatch.setenv(V.TIMES_ENV, str(tmp_path / "times.json"))
+    exe = compile_tvm(_net(), "x86")
+    assert exe.variant_choices == {} and not (tmp_path / "times.json").exists()
+    with pytest.raises(LpdcError, match="variants must be one of"):
+        compile_tvm(_net(), "x86", variants="fast")
+    with pytest.raises(LpdcTargetError, match="this host"):
+        compile_tvm(_net(), "a72", variants="measure")
+
+
+def test_an_unreadable_times_file_is_ignored_and_rewritten(tmp_path, monkeypatch):
+    path = tmp_path / "times.json"
+    path.write_text("{not json")
+    monkeypatch.setenv(V.TIMES_ENV, str(path))
+    exe = compile_tvm(_net(), "x86", variants="measure")
+    assert exe.variant_choices and len(__import__("json").loads(path.read_text())) >= 2
