@@ -66,6 +66,13 @@ def compile(graph: Graph, target: str | Target = "numpy", opt_level: int = 2,
         raise LpdcError(f"compile takes an lpdc Graph (see lpdc.load), got {type(graph).__name__}")
     graph.verify()
     names = list(passes) if passes is not None else pipeline(opt_level)
+    if tgt.backends == {"tvm"} and passes is None and "select-primitives" in names:
+        # TVM kernels have their own implementations, all NHWC (no layout conversions between
+        # them): instead of the NumPy primitives' PBQP, O3 times each conv's TVM kernel variants
+        # and keeps the fastest (backends/tvm/variants.py), where the code runs on this host.
+        names.remove("select-primitives")
+        if [d.name for d in tgt.devices] == ["x86"]:
+            options.setdefault("variants", "measure")
     manager = PassManager(names, dump=options.pop("dump_ir", ()), instruments=options.pop("instruments", ()))
     optimised = manager.run(graph.copy())
     backend = _backend_for(tgt)

@@ -80,3 +80,18 @@ def test_an_unreadable_times_file_is_ignored_and_rewritten(tmp_path, monkeypatch
     monkeypatch.setenv(V.TIMES_ENV, str(path))
     exe = compile_tvm(_net(), "x86", variants="measure")
     assert exe.variant_choices and len(__import__("json").loads(path.read_text())) >= 2
+
+
+def test_o3_on_the_host_target_times_tvm_variants_instead_of_numpy_primitives(tmp_path, monkeypatch):
+    """The NumPy primitive PBQP does not apply to TVM kernels (they would fall back to NumPy);
+    O3 for x86 measures the TVM variants instead, and every layer still runs on TVM."""
+    import lpdc
+
+    monkeypatch.setenv(V.TIMES_ENV, str(tmp_path / "times.json"))
+    g = _net()
+    exe = lpdc.compile(g, "x86", opt_level=3)
+    assert exe.fallbacks == {} and exe.variant_choices
+    assert "select-primitives" not in [r.name for r in exe.pass_records]
+    assert all(n.attrs.get("primitive", "") == "" for n in exe.graph.nodes if n.op == "conv")
+    x = {"data": np.random.default_rng(2).standard_normal((1, 16, 14, 14)).astype(np.float32)}
+    assert_matches(exe.run(x), compile_numpy(g).run(x), rtol=1e-5)
