@@ -12,13 +12,12 @@ import pytest
 
 pytest.importorskip("tvm")
 
+from backend_util import assert_matches  # noqa: E402
 from lpdc.backends.numpy import compile_numpy  # noqa: E402
 from lpdc.backends.tvm import compile_tvm  # noqa: E402
 from lpdc.backends.tvm import variants as V  # noqa: E402
 from lpdc.errors import LpdcError, LpdcTargetError  # noqa: E402
 from lpdc.tools.builder import NetBuilder  # noqa: E402
-
-from backend_util import assert_matches  # noqa: E402
 
 
 def _net():

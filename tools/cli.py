@@ -105,6 +105,10 @@ def _compile(args: argparse.Namespace, graph):
     backends = Target(args.target).backends
     if backends == {"tvm"} or (backends == {"opencl"} and len(Target(args.target).devices) == 1):
         options["progress"] = tqdm_progress(enabled is not False)  # a bar per build phase, terminal only
+    if getattr(args, "ms_trials", 0):  # compile --ms-trials: meta_schedule kernels (backends/tvm/ms_tuned.py)
+        if backends != {"tvm"}:
+            raise LpdcError(f"--ms-trials tunes TVM kernels; target {args.target!r} is not a TVM target (x86)")
+        options.update(ms_trials=args.ms_trials, ms_layers=args.ms_layers)
     try:
         return compile(graph, target=args.target, opt_level=args.opt_level, **options)
     finally:
@@ -203,6 +207,9 @@ def cmd_compile(args: argparse.Namespace) -> int:
     else:
         exe = _compile(args, graph)
     print(f"compiled for {args.target}: {len(exe.graph.nodes)} nodes")
+    for name, r in getattr(exe, "ms_kernels", {}).items():
+        print(f"  meta_schedule {name:<28} default {r['default_s'] * 1e3:8.3f} ms  tuned {r['tuned_s'] * 1e3:8.3f} ms"
+              f"  {'used' if r['used'] else 'not used'} ({r['trials']} trials{', cached' if r['cached'] else ''})")
     for r in getattr(exe, "pass_records", []):
         print(f"  pass {r.name:<24} {r.seconds * 1e3:7.2f} ms  {r.nodes_before} -> {r.nodes_after} nodes")
     for plan in plans:
@@ -325,6 +332,11 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--explain", action="store_true",
                    help="print the primitive/layout plan: per layer the choice, its cost and the runner-up (-O3)")
     c.add_argument("--no-progress", action="store_true", help="no progress bars (they only show on a terminal)")
+    c.add_argument("--ms-trials", type=int, default=0, metavar="N",
+                   help="TVM x86: tune the heaviest conv/FC kernels with meta_schedule for N trials each, keep a "
+                        "tuned kernel only where it is faster here (traces cached in $LPDC_MS_CACHE or "
+                        "~/.cache/lpdc/ms_kernels)")
+    c.add_argument("--ms-layers", type=_positive_int, default=3, metavar="K", help="how many kernels --ms-trials tunes")
     c.set_defaults(fn=cmd_compile)
 
     o = model_cmd("opt", "run passes on a model and print the textual IR")

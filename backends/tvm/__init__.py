@@ -35,6 +35,7 @@ def tvm_device(tgt: Target) -> str:
 
 def compile_tvm(graph: Graph, target: str | Target = "x86", knobs: dict[str, Any] | None = None, *,
                 plan_memory: bool = False, progress: Progress | None = None, sparse: str = "auto",
+                variants: str = "default", ms_trials: int = 0, ms_layers: int = 3, ms_cache: str | None = None,
                 **options: Any):
     """Lower, schedule and build `graph` (already optimised) for a TVM target.
 
@@ -43,7 +44,11 @@ def compile_tvm(graph: Graph, target: str | Target = "x86", knobs: dict[str, Any
     of one arena laid out by plan-memory (`exe.arena_bytes`). `progress(desc, total) -> tick`
     hears each kernel scheduled (the CLI draws a bar). `sparse`: dense or sparse kernels for
     pruned FC / conv layers: "auto" (FC by density), "measure" (time both here, keep the faster),
-    "off", "on"; `exe.sparse_choices` records each decision (see sparse_select.py).
+    "off", "on"; `exe.sparse_choices` records each decision (see sparse_select.py). `variants`:
+    "default" (scored register tiles) or "measure" (time each conv's tile / Winograd variants here,
+    keep the fastest; times cached on disk; `exe.variant_choices`, see variants.py). `ms_trials` > 0:
+    tune the `ms_layers` heaviest conv / FC kernels with meta_schedule (traces cached in `ms_cache`),
+    keep each only where it beats the template here; `exe.ms_kernels` records each (see ms_tuned.py).
     """
     from .build import build_module, plan_graph
     from .executable import TvmExecutable
@@ -54,8 +59,16 @@ def compile_tvm(graph: Graph, target: str | Target = "x86", knobs: dict[str, Any
     tt = tvm_target(tvm_device(tgt))
     t0 = time.perf_counter()
     graph = materialize_weights(graph)
-    plan = plan_graph(graph, tt, knobs, sparse=sparse)
-    lib = build_module(plan, tt, progress=progress)
+    from .variants import select_variants
+
+    overrides, variant_choices = select_variants(graph, tt, variants, progress=progress)
+    plan = plan_graph(graph, tt, knobs, sparse=sparse, overrides=overrides)
+    tuned, ms_kernels = {}, {}
+    if ms_trials > 0:
+        from .ms_tuned import tune_plan
+
+        tuned, ms_kernels = tune_plan(plan, tt, ms_trials, ms_layers, ms_cache, progress)
+    lib = build_module(plan, tt, progress=progress, tuned=tuned)
     seconds = time.perf_counter() - t0
     if plan.fallbacks:
         log.info("%d nodes run on the NumPy reference kernels: %s", len(plan.fallbacks), sorted(plan.fallbacks))
@@ -66,4 +79,6 @@ def compile_tvm(graph: Graph, target: str | Target = "x86", knobs: dict[str, Any
         memory = plan_arena(graph)
     exe = TvmExecutable(graph, plan, lib, tgt.name, tt.runs_here, seconds, memory_plan=memory)
     exe.tvm_target = tt
+    exe.variant_choices = variant_choices
+    exe.ms_kernels = ms_kernels
     return exe

@@ -59,11 +59,13 @@ class Plan:
 
 
 def plan_graph(g: Graph, tt: TvmTarget, knobs: dict[str, Any] | None = None,
-               only: set[str] | None = None, sparse: str = "auto") -> Plan:
+               only: set[str] | None = None, sparse: str = "auto",
+               overrides: dict[str, Lowered] | None = None) -> Plan:
     """Lower every node it can; identical kernels get one function. `knobs`: node name ->
     ConvKnobs overriding that conv's default register tile (the tuning hook). `only`: the names
     of the nodes to plan (a heterogeneous plan's CPU side); the others get no step. `sparse`:
-    dense or sparse kernels for pruned FC / conv ("auto", "measure", "off", "on": sparse_select.py)."""
+    dense or sparse kernels for pruned FC / conv ("auto", "measure", "off", "on": sparse_select.py).
+    `overrides`: node name -> the kernel to use when the node stays dense (variants.py's pick)."""
     from .sparse_select import pick_sparse
 
     choices: dict[str, dict[str, Any]] = {}
@@ -75,8 +77,10 @@ def plan_graph(g: Graph, tt: TvmTarget, knobs: dict[str, Any] | None = None,
         if node.op in _SKIP or (only is not None and node.name not in only) or node.name in absorbed:
             continue
         try:
-            low = lower_node(node, g, max(tt.vec, 4), (knobs or {}).get(node.name), tt.registers,
-                             sparse=pick_sparse(node, g, tt, (knobs or {}).get(node.name), sparse, choices))
+            use_sparse = pick_sparse(node, g, tt, (knobs or {}).get(node.name), sparse, choices)
+            low = (overrides or {}).get(node.name) if not use_sparse else None
+            low = low or lower_node(node, g, max(tt.vec, 4), (knobs or {}).get(node.name), tt.registers,
+                                    sparse=use_sparse)
             if only is not None and any(n.name not in only for n in low.absorbs):
                 low = lower_node(node, g, max(tt.vec, 4), (knobs or {}).get(node.name), tt.registers,
                                  fuse=False)
@@ -93,12 +97,14 @@ def plan_graph(g: Graph, tt: TvmTarget, knobs: dict[str, Any] | None = None,
     return Plan(steps, kernels, choices)
 
 
-def build_module(plan: Plan, tt: TvmTarget, parallel: bool = True, progress: Progress | None = None) -> Any:
+def build_module(plan: Plan, tt: TvmTarget, parallel: bool = True, progress: Progress | None = None,
+                 tuned: dict[str, Any] | None = None) -> Any:
     """Schedule every kernel for `tt` and compile them into one TVM Executable.
 
     `parallel=False` leaves every loop serial: the code then needs no TVM runtime thread pool
     (`__TVMBackendParallelLaunch`), so a bare C program can call it (see qemu.py). `progress`
-    ticks once per kernel scheduled and once when the module is built.
+    ticks once per kernel scheduled and once when the module is built. `tuned`: kernel name ->
+    an already scheduled PrimFunc (meta_schedule's, ms_tuned.py) used instead of the template.
     """
     import tvm
     from tvm import te
@@ -108,7 +114,10 @@ def build_module(plan: Plan, tt: TvmTarget, parallel: bool = True, progress: Pro
     funcs = {}
     for name, low in plan.kernels.items():
         f = te.create_prim_func(low.tensors).with_attr("global_symbol", name)
-        funcs[name] = _schedule_cpu(f, low, tt, parallel) if tt.kind == "cpu" else f
+        if tuned and name in tuned:  # meta_schedule's kernel beat the template on this host
+            funcs[name] = tuned[name].with_attr("global_symbol", name)
+        else:
+            funcs[name] = _schedule_cpu(f, low, tt, parallel) if tt.kind == "cpu" else f
         if tick is not None:
             tick()
     mod = tvm.IRModule(funcs)
@@ -172,6 +181,10 @@ def _schedule_cpu(f: Any, low: Lowered, tt: TvmTarget, parallel: bool = True) ->
             from .sparse_conv import schedule_sparse_conv
 
             schedule_sparse_conv(sch, low.info["shape"], low.info["geometry"], vec)
+        elif low.schedule == "winograd":
+            from .winograd import schedule_winograd
+
+            schedule_winograd(sch, low.info["shape"], low.info["m"], low.info["vec"], low.info["tiles"])
         else:
             schedule_generic_cpu(sch, vec)
     except Exception as e:  # noqa: BLE001 - a template that does not fit this shape: degrade, never fail
