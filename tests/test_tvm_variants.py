@@ -94,3 +94,16 @@ def test_o3_on_the_host_target_times_tvm_variants_instead_of_numpy_primitives(tm
     assert all(n.attrs.get("primitive", "") == "" for n in exe.graph.nodes if n.op == "conv")
     x = {"data": np.random.default_rng(2).standard_normal((1, 16, 14, 14)).astype(np.float32)}
     assert_matches(exe.run(x), compile_numpy(g).run(x), rtol=1e-5)
+
+
+def test_cli_compile_explains_the_measured_kernel_choices(tmp_path, monkeypatch, capsys):
+    from lpdc.tools.cli import main
+
+    monkeypatch.setenv(V.TIMES_ENV, str(tmp_path / "times.json"))
+    assert main(["compile", "zoo:tiny_cnn", "--target", "x86", "--variants", "measure", "--sparse", "measure",
+                 "--explain", "--no-progress"]) == 0
+    out = capsys.readouterr().out
+    assert "conv1: direct" in out and "(measured;" in out  # each conv: the picked variant and every time
+    assert "fc1: dense (too dense" in out  # an unpruned FC is never timed sparse
+    assert main(["compile", "zoo:tiny_cnn", "--target", "numpy", "--sparse", "on"]) == 1
+    assert "not a TVM target" in capsys.readouterr().err

@@ -109,10 +109,27 @@ def _compile(args: argparse.Namespace, graph):
         if backends != {"tvm"}:
             raise LpdcError(f"--ms-trials tunes TVM kernels; target {args.target!r} is not a TVM target (x86)")
         options.update(ms_trials=args.ms_trials, ms_layers=args.ms_layers)
+    for flag in ("sparse", "variants"):  # compile --sparse / --variants: TVM kernel choices (variants.py)
+        value = getattr(args, flag, None)
+        if value is not None:
+            if backends != {"tvm"}:
+                raise LpdcError(f"--{flag} chooses TVM kernels; target {args.target!r} is not a TVM target")
+            options[flag] = value
     try:
         return compile(graph, target=args.target, opt_level=args.opt_level, **options)
     finally:
         bar.close()
+
+
+def _explain_tvm(exe) -> None:
+    """The TVM build's measured choices: per conv its kernel variants, per pruned layer dense/sparse."""
+    for name, r in exe.variant_choices.items():
+        times = ", ".join(f"{label} {t * 1e3:.3f} ms" for label, t in sorted(r["times"].items(), key=lambda kv: kv[1]))
+        print(f"  {name}: {r['picked']} ({r['how']}; {times})")
+    for name, r in exe.sparse_choices.items():
+        measured = ("" if r["dense_s"] is None
+                    else f"; dense {r['dense_s'] * 1e3:.3f} ms, sparse {r['sparse_s'] * 1e3:.3f} ms")
+        print(f"  {name}: {r['picked']} ({r['how']}, effective density {r['density']:.2f}{measured})")
 
 
 def cmd_version(args: argparse.Namespace) -> int:
@@ -216,6 +233,8 @@ def cmd_compile(args: argparse.Namespace) -> int:
         print(plan.explain())
     if args.explain and hasattr(exe, "explain"):  # a co-execution target: which layers go where
         print(exe.explain())
+    elif args.explain and (getattr(exe, "variant_choices", None) or getattr(exe, "sparse_choices", None)):
+        _explain_tvm(exe)
     elif args.explain and not plans:
         print("--explain: no primitive selection ran (select-primitives runs at -O3)")
     if args.output and hasattr(exe, "save"):  # a co-execution plan: the board's artifact
@@ -337,6 +356,10 @@ def build_parser() -> argparse.ArgumentParser:
                         "tuned kernel only where it is faster here (traces cached in $LPDC_MS_CACHE or "
                         "~/.cache/lpdc/ms_kernels)")
     c.add_argument("--ms-layers", type=_positive_int, default=3, metavar="K", help="how many kernels --ms-trials tunes")
+    c.add_argument("--variants", choices=("default", "measure"),
+                   help="TVM: time each conv's register tiles / Winograd here and keep the fastest (-O3 on x86 does)")
+    c.add_argument("--sparse", choices=("auto", "measure", "on", "off"),
+                   help="TVM: dense or sparse kernels for pruned layers (measure: time both, keep the faster)")
     c.set_defaults(fn=cmd_compile)
 
     o = model_cmd("opt", "run passes on a model and print the textual IR")
