@@ -78,7 +78,7 @@ def _epilogue(node: Node, g: Graph, channels: int) -> tuple[dict[str, Any], list
 
 
 def _lower_conv(node: Node, g: Graph, vec: int, knobs: Any = None, registers: int = 32,
-                sparse: bool | None = None) -> Lowered:
+                sparse: bool | None = None, algorithm: str | None = None) -> Lowered:
     from .schedules.x86_conv import check_knobs, default_conv_knobs
 
     x, wv = node.inputs[0], node.inputs[1]
@@ -107,6 +107,16 @@ def _lower_conv(node: Node, g: Graph, vec: int, knobs: Any = None, registers: in
         tensors, _ = SC.sparse_conv_nhwc(s, geo, vals.shape[1], epi)
         return Lowered(tensors, [x, vals, offs, *extra], "sparse_conv",
                        ("sparse_conv", s, geo, vals.shape[1], _epi_key(epi)), {"shape": s, "geometry": geo})
+    if algorithm is None and knobs is None:
+        from .winograd import default_winograd_m
+
+        m = default_winograd_m(s, vec)
+        algorithm = f"winograd{m}" if m else "direct"
+    if algorithm in ("winograd2", "winograd4"):
+        from .winograd import lower_winograd
+
+        return lower_winograd(node, g, vec, int(algorithm[-1]))
+    _require(algorithm in (None, "direct"), f"unknown conv algorithm {algorithm!r}")
     kn = default_conv_knobs(s, vec, registers) if knobs is None else check_knobs(s, knobs, where=node.name)
     tensors, _ = C.conv_nhwc(s, kn.oc_tile, epi, kn.kp, kn.owp)
     return Lowered(tensors, [x, C.pack_conv_weight(w, kn.oc_tile, kn.kp), *extra], "conv",
@@ -149,13 +159,14 @@ LOWERINGS: dict[str, Callable[[Node, Graph, int], Lowered]] = {"fully_connected"
 
 
 def lower_node(node: Node, g: Graph, vec: int, knobs: Any = None, registers: int = 32,
-               fuse: bool = True, sparse: bool | None = None) -> Lowered:
+               fuse: bool = True, sparse: bool | None = None, algorithm: str | None = None) -> Lowered:
     """The TVM kernel for `node`, or LpdcUnsupportedError (the caller falls back to NumPy).
 
     `knobs` (a schedules.x86_conv.ConvKnobs) replaces a conv's default register tile. `fuse`:
     an integer layer may absorb the requantize/dequantize after it (Lowered.absorbs). `sparse`
     (f32 FC / group-1 conv): True / False force the sparse / dense kernel; None is the default
-    (FC by effective density, conv dense).
+    (FC by effective density, conv dense). `algorithm` (dense f32 conv): "direct", "winograd2",
+    "winograd4"; None = the shape rule of winograd.default_winograd_m (direct when knobs are given).
     """
     from .lower_quant import QUANT_OPS, is_integer_layer, lower_quant
 
@@ -163,7 +174,7 @@ def lower_node(node: Node, g: Graph, vec: int, knobs: Any = None, registers: int
         return lower_quant(node, g, vec, fuse)
     _f32(node)
     if node.op == "conv":
-        return _lower_conv(node, g, vec, knobs, registers, sparse)
+        return _lower_conv(node, g, vec, knobs, registers, sparse, algorithm)
     if node.op == "fully_connected":
         return _lower_fc(node, g, vec, sparse)
     fn = LOWERINGS.get(node.op) or SIMPLE.get(node.op)

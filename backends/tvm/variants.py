@@ -3,9 +3,10 @@
 The default register tile is a score computed from the shape (schedules/x86_conv.py); the best
 tile on a given CPU is found by timing. "measure" builds, for every distinct f32 conv kernel of
 the graph, the direct template with its `TOP_TILES` best-scored register tiles and, for 3x3
-stride-1 layers, Winograd (when backends/tvm/winograd.py provides it), times each with
-sparse_select.time_lowered and keeps the fastest. "default" (the default) keeps the scored tile
-untimed. Times persist in a JSON file keyed by (target, kernel) — `$LPDC_TVM_TIMES`, else
+stride-1 layers, Winograd F(2x2) and F(4x4) (winograd.py), times each with
+sparse_select.time_lowered and keeps the fastest. "default" (the default) keeps lower.py's shape
+rule untimed (the scored tile, or Winograd where winograd.default_winograd_m says so). Times
+persist in a JSON file keyed by (target, kernel) — `$LPDC_TVM_TIMES`, else
 ~/.cache/lpdc/tvm_kernel_times.json — so a recompile (or another model with the same layer
 shapes) measures nothing again. Every decision is recorded per node in
 `exe.variant_choices`: {"picked": label, "times": {label: seconds}, "how": "measured" | "cached"}.
@@ -83,7 +84,7 @@ def candidates(node: Node, g: Graph, tt: TvmTarget) -> list[tuple[str, Lowered]]
 
     vec = max(tt.vec, 4)
     try:
-        default = lower_node(node, g, vec, None, tt.registers, sparse=False)
+        default = lower_node(node, g, vec, None, tt.registers, sparse=False, algorithm="direct")
     except LpdcUnsupportedError:
         return []
     if default.schedule != "conv":
@@ -92,7 +93,8 @@ def candidates(node: Node, g: Graph, tt: TvmTarget) -> list[tuple[str, Lowered]]
     out = [("direct " + _tile(default.info["knobs"]), default)]
     for kn in ranked_conv_knobs(s, vec, tt.registers)[:TOP_TILES]:
         if kn != default.info["knobs"]:
-            out.append(("direct " + _tile(kn), lower_node(node, g, vec, kn, tt.registers, sparse=False)))
+            out.append(("direct " + _tile(kn),
+                        lower_node(node, g, vec, kn, tt.registers, sparse=False, algorithm="direct")))
     out += _winograd(node, g, vec)
     return out
 
@@ -102,14 +104,10 @@ def _tile(kn: Any) -> str:
 
 
 def _winograd(node: Node, g: Graph, vec: int) -> list[tuple[str, Lowered]]:
-    try:
-        from .winograd import lower_winograd
-    except ImportError:
-        return []
     out = []
     for m in (2, 4):
         try:
-            out.append((f"winograd F({m}x{m},3x3)", lower_winograd(node, g, vec, m)))
+            out.append((f"winograd F({m}x{m},3x3)", lower_node(node, g, vec, sparse=False, algorithm=f"winograd{m}")))
         except LpdcUnsupportedError:
             pass
     return out
