@@ -63,6 +63,10 @@ class TvmExecutable(GraphIO):
         self._steps = [self._bind(s) for s in plan.steps]
         self._dead_after = last_uses([s.node for s in plan.steps], set(graph.outputs))
         self._arena = None
+        if runs_here:
+            from .threads import ensure_threads
+
+            self.threads = ensure_threads()
         if memory_plan is not None:  # opt-in: activations live in one arena, allocated once here
             from .arena import TvmArena
 

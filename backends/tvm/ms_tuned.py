@@ -98,6 +98,9 @@ def tune_plan(plan: Plan, tt: TvmTarget, trials: int, layers: int = 3, cache: st
     import tvm
     from tvm import te
 
+    from .threads import ensure_threads
+
+    ensure_threads()  # tune and time with the threads the executable runs with
     cache_dir = ms_cache_dir(cache)
     tuned: dict[str, Any] = {}
     records: dict[str, dict[str, Any]] = {}

@@ -117,6 +117,9 @@ def time_lowered(low: Lowered, tt: TvmTarget) -> float:
     from tvm import te
 
     from .build import _schedule_cpu
+    from .threads import ensure_threads
+
+    ensure_threads()  # time kernels with the threads the executable will run them with
     from .executable import _weight, aligned
 
     f = _schedule_cpu(te.create_prim_func(low.tensors).with_attr("global_symbol", "kernel"), low, tt)

@@ -6,7 +6,7 @@ the graph, the direct template with its `TOP_TILES` best-scored register tiles a
 stride-1 layers, Winograd F(2x2) and F(4x4) (winograd.py), times each with
 sparse_select.time_lowered and keeps the fastest. "default" (the default) keeps lower.py's shape
 rule untimed (the scored tile, or Winograd where winograd.default_winograd_m says so). Times
-persist in a JSON file keyed by (target, kernel) — `$LPDC_TVM_TIMES`, else
+persist in a JSON file keyed by (target, threads, kernel) — `$LPDC_TVM_TIMES`, else
 ~/.cache/lpdc/tvm_kernel_times.json — so a recompile (or another model with the same layer
 shapes) measures nothing again. Every decision is recorded per node in
 `exe.variant_choices`: {"picked": label, "times": {label: seconds}, "how": "measured" | "cached"}.
@@ -43,7 +43,7 @@ def times_path() -> Path:
 
 
 class TimeCache:
-    """Measured kernel seconds on disk, keyed by sha256 of (target spec, Lowered.key)."""
+    """Measured kernel seconds on disk, keyed by sha256 of (target spec, TVM threads, Lowered.key)."""
 
     def __init__(self, path: Path) -> None:
         self.path = path
@@ -55,7 +55,9 @@ class TimeCache:
 
     @staticmethod
     def key(tt: TvmTarget, low: Lowered) -> str:
-        return hashlib.sha256(repr((sorted(tt.spec.items()), low.key)).encode()).hexdigest()[:32]
+        from .threads import ensure_threads
+
+        return hashlib.sha256(repr((sorted(tt.spec.items()), ensure_threads(), low.key)).encode()).hexdigest()[:32]
 
     def get(self, tt: TvmTarget, low: Lowered) -> float | None:
         return self.data.get(self.key(tt, low))
