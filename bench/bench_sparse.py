@@ -154,6 +154,7 @@ def main(argv: list[str] | None = None) -> int:
         if tvm:
             import tvm as _tvm
 
+            os.environ["TVM_NUM_THREADS"] = str(args.threads)  # TVM's cap is cores / 2 without it
             _tvm.get_global_func("runtime.config_threadpool")(1, args.threads)
     set_pack_limit(8 << 30)  # keep VGG's sparse copies packed, as a deployed model would
     rows = []

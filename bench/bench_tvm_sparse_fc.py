@@ -56,8 +56,10 @@ def main() -> None:
     a = ap.parse_args()
     tt = tvm_target("x86")
     tgt, vec = tt.tvm(), max(tt.vec, 4)
-    config = tvm.get_global_func("runtime.config_threadpool")
     threads = [int(t) for t in a.threads.split(",")]
+    # TVM caps its pool at hardware_concurrency / 2 on x86 unless TVM_NUM_THREADS lifts it (threads.py)
+    os.environ["TVM_NUM_THREADS"] = str(max(threads))
+    config = tvm.get_global_func("runtime.config_threadpool")
     rng = np.random.default_rng(0)
     print(f"target {tt.spec}  vec {vec}  repeats {a.repeats}  load {os.getloadavg()[0]:.2f}")
     print(f"{'K':>6} {'N':>5} {'sparsity':>8} {'eff.dens':>8} "

@@ -24,6 +24,13 @@ def host_threads() -> int:
         return max(1, os.cpu_count() or 1)
 
 
+def _affinity() -> set[int] | None:
+    try:
+        return os.sched_getaffinity(0)
+    except (AttributeError, OSError):
+        return None
+
+
 def ensure_threads() -> int:
     """Configure TVM's pool once per process (TVM_NUM_THREADS wins); the thread count in use."""
     global _configured
@@ -35,6 +42,11 @@ def ensure_threads() -> int:
 
         n = host_threads()
         os.environ["TVM_NUM_THREADS"] = str(n)
+        affinity = _affinity()
         tvm.get_global_func("runtime.config_threadpool")(1, n)  # resize a pool that already exists
+        if affinity is not None:
+            # config_threadpool pins the calling thread to one core, and threads created after
+            # inherit that (ONNX Runtime's pool ran 2x slower in the same process): undo it.
+            os.sched_setaffinity(0, affinity)
         _configured = n
     return _configured
