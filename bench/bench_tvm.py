@@ -124,6 +124,11 @@ def bench_model(name: str, repeats: int, relax: bool, tuned: dict | None = None)
     got = next(iter(exe.run({g.inputs[0].name: x}).values()))
     err = float(np.abs(got - ref).max() / max(np.abs(ref).max(), 1e-12))
     samples: dict[str, list[float]] = {k: [] for k in engines}
+    # A discarded round first: right after the builds (LLVM, measured variants) the process runs
+    # slowly for a few seconds (first-round ONNX Runtime runs measured 3-6x slower than later ones).
+    for fn in engines.values():
+        for _ in range(3):
+            fn()
     # Blocks of consecutive runs per engine, two rounds (A B C A B C): runs of one engine back to
     # back keep another engine's spinning worker threads (TVM's pool, ORT's) out of its timings,
     # and the second round spreads slow drifts in machine load over all engines.
