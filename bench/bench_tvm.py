@@ -33,6 +33,7 @@ import numpy as np
 from lpdc.ir import Graph
 from lpdc.tools import zoo
 
+SETTLE_S = 0.3  # idle time between engine blocks
 DEFAULT_MODELS = "mobilenet_v1,mobilenet_v2,resnet18,resnet50,squeezenet1_1,googlenet"
 
 
@@ -134,7 +135,10 @@ def bench_model(name: str, repeats: int, relax: bool, tuned: dict | None = None)
     # and the second round spreads slow drifts in machine load over all engines.
     for block in (repeats - repeats // 2, repeats // 2):
         for k, fn in engines.items():
-            fn()  # warm-up: also lets the previous engine's threads go idle
+            # Both runtimes' worker threads spin-wait after a parallel region; a pause lets the
+            # previous engine's threads fall asleep before this engine's runs start.
+            time.sleep(SETTLE_S)
+            fn()  # warm-up
             samples[k] += [_timed(fn) for _ in range(block)]
     med = {k: statistics.median(v) * 1e3 for k, v in samples.items()}
     return {"model": name, "ms": med, "compile_s": ctimes, "err_vs_ort": err, "fallbacks": exe.fallbacks,
