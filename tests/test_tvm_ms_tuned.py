@@ -27,13 +27,14 @@ from lpdc.ir import Graph, TensorType  # noqa: E402
 
 
 def conv_net(fc: int = 0) -> Graph:
-    """x (1x16x14x14) -> conv 3x3 pad 1 (16 filters, bias, relu) [-> conv 1x1 (8) -> fully_connected(fc)]."""
+    """x (1x16x14x14) -> conv 3x3 dilation 2 pad 2 (16 filters, bias, relu) [-> conv 1x1 (8) -> fully_connected(fc)]."""
     rng = np.random.default_rng(0)
     g = Graph("ms")
     x = g.add_input("x", TensorType((1, 16, 14, 14), "f32"))
     w = g.add_const((rng.standard_normal((16, 16, 3, 3)) / 12).astype(np.float32), "w")
     b = g.add_const(rng.standard_normal(16).astype(np.float32), "b")
-    y = g.op("conv", x, w, b, name="conv", stride=[1, 1], pad=[1], dilation=[1, 1], activation="relu")
+    # dilation 2: a direct-template kernel (a plain 3x3 would get the Winograd default, not tuned here)
+    y = g.op("conv", x, w, b, name="conv", stride=[1, 1], pad=[2], dilation=[2, 2], activation="relu")
     if fc:
         w2 = g.add_const((rng.standard_normal((8, 16, 1, 1)) / 4).astype(np.float32), "w2")
         y = g.op("conv", y, w2, name="conv1x1", stride=[1, 1], pad=[0], dilation=[1, 1])
