@@ -123,19 +123,26 @@ def _lower_conv(node: Node, g: Graph, vec: int, knobs: Any = None, registers: in
                    ("conv", s, kn, _epi_key(epi)), {"shape": s, "knobs": kn})
 
 
-def _lower_fc(node: Node, g: Graph, vec: int, sparse: bool | None = None) -> Lowered:
-    """`sparse`: True / False force the sliced-ELL / dense kernel; None picks by effective density."""
-    x, wv = node.inputs[0], node.inputs[1]
-    w = g.const_data(wv)
-    _require(w is not None and w.ndim == 2, "fully_connected weights must be a constant matrix")
+def fc_matrix(node: Node, w: np.ndarray) -> tuple[int, int, np.ndarray]:
+    """(rows m, reduction k, weights [N, k]) of a fully_connected whose input is viewed as (m, k).
+    A 4-D input arrives NHWC: the weight columns are permuted from CHW to HWC order instead."""
+    x = node.inputs[0]
     axis = node.attrs["axis"] % max(x.type.rank, 1)
     m, kdim = int(np.prod(x.type.shape[:axis])), int(np.prod(x.type.shape[axis:]))
     _require(node.output.type.rank == 2 and w.shape[1] == kdim, "fully_connected must produce a matrix")
     if is_act4(x):
         _require(axis == 1, "a 4-D fully_connected input must be flattened from axis 1")
         _, c, h, wd = x.type.shape
-        # The input arrives NHWC: permute the weight columns from CHW to HWC order instead.
         w = w.reshape(-1, c, h, wd).transpose(0, 2, 3, 1).reshape(w.shape[0], kdim)
+    return m, kdim, w
+
+
+def _lower_fc(node: Node, g: Graph, vec: int, sparse: bool | None = None) -> Lowered:
+    """`sparse`: True / False force the sliced-ELL / dense kernel; None picks by effective density."""
+    x, wv = node.inputs[0], node.inputs[1]
+    w = g.const_data(wv)
+    _require(w is not None and w.ndim == 2, "fully_connected weights must be a constant matrix")
+    m, kdim, w = fc_matrix(node, w)
     nout = w.shape[0]
     kb = max(d for d in range(1, vec + 1) if nout % d == 0)
     epi, extra = _epilogue(node, g, nout)

@@ -177,18 +177,12 @@ def _lower_int_conv(node: Node, g: Graph, vec: int, fuse: bool = True) -> Lowere
 
 def _lower_int_fc(node: Node, g: Graph, fuse: bool = True) -> Lowered:
     """u8 x i8 -> i32 GEMV (the classifier), vectorised by the generic schedule."""
-    from .lower import Lowered, is_act4, nhwc_shape
+    from .lower import Lowered, fc_matrix, nhwc_shape
 
     x = node.inputs[0]
     _require(x.type.dtype == "u8", "integer fully_connected takes u8 activations")
     w, b = _int_weights(node, g)
-    axis = node.attrs["axis"] % max(x.type.rank, 1)
-    m, kdim = int(np.prod(x.type.shape[:axis])), int(np.prod(x.type.shape[axis:]))
-    _require(node.output.type.rank == 2 and w.shape[1] == kdim, "fully_connected must produce a matrix")
-    if is_act4(x):
-        _require(axis == 1, "a 4-D fully_connected input must be flattened from axis 1")
-        _, c, h, wd = x.type.shape
-        w = w.reshape(-1, c, h, wd).transpose(0, 2, 3, 1).reshape(w.shape[0], kdim)
+    m, kdim, w = fc_matrix(node, w)
     nout = w.shape[0]
     epi, extra, tail = _layer_epilogue(node, g, nout, fuse)
     zp = _zero_point(x)

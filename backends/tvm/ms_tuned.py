@@ -275,21 +275,13 @@ def _time_pair(f: Any, tuned_f: Any, low: Lowered, tt: TvmTarget) -> tuple[float
     import tvm
 
     from .build import _schedule_cpu
-    from .executable import _weight, aligned
+    from .sparse_select import timing_args
 
     mod = tvm.IRModule({"default": _schedule_cpu(f.with_attr("global_symbol", "default"), low, tt),
                         "tuned": tuned_f.with_attr("global_symbol", "tuned")})
     lib = tvm.compile(mod, target=tt.tvm()).jit()
-    dev, rng = tvm.cpu(), np.random.default_rng(0)
-    args = []
-    for t, a in zip(low.tensors, [*low.args, None], strict=True):
-        shape, dtype = tuple(int(d) for d in t.shape), str(t.dtype)
-        if a is None:
-            args.append(tvm.runtime.empty(shape, dtype, dev))
-        elif isinstance(a, np.ndarray):
-            args.append(tvm.runtime.tensor(aligned(_weight(a)), dev))
-        else:
-            args.append(tvm.runtime.tensor(rng.standard_normal(shape).astype(dtype), dev))
+    dev = tvm.cpu()
+    args = timing_args(low, dev)
     lib["default"](*args)
     ref = args[-1].numpy().copy()
     lib["tuned"](*args)

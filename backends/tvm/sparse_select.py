@@ -105,6 +105,26 @@ def measure_pair(node: Node, g: Graph, tt: TvmTarget, knobs: Any = None) -> tupl
     return dense, sparse
 
 
+def timing_args(low: Lowered, dev: Any) -> list[Any]:
+    """Device tensors to call `low`'s kernel with: its real bound (packed) weights, seeded random
+    data for graph values, an empty output (the last tensor)."""
+    import tvm
+
+    from .executable import _weight, aligned
+
+    rng = np.random.default_rng(0)
+    args = []
+    for t, a in zip(low.tensors, [*low.args, None], strict=True):
+        shape, dtype = tuple(int(d) for d in t.shape), str(t.dtype)
+        if a is None:
+            args.append(tvm.runtime.empty(shape, dtype, dev))
+        elif isinstance(a, np.ndarray):
+            args.append(tvm.runtime.tensor(aligned(_weight(a)), dev))
+        else:
+            args.append(tvm.runtime.tensor(rng.standard_normal(shape).astype(dtype), dev))
+    return args
+
+
 def time_lowered(low: Lowered, tt: TvmTarget) -> float:
     """Median seconds of one lowered kernel, scheduled as build_module would, on this host.
 
@@ -120,21 +140,11 @@ def time_lowered(low: Lowered, tt: TvmTarget) -> float:
     from .threads import ensure_threads
 
     ensure_threads()  # time kernels with the threads the executable will run them with
-    from .executable import _weight, aligned
 
     f = _schedule_cpu(te.create_prim_func(low.tensors).with_attr("global_symbol", "kernel"), low, tt)
     lib = tvm.compile(tvm.IRModule({"kernel": f}), target=tt.tvm()).jit()
     dev = tvm.cpu()
-    rng = np.random.default_rng(0)
-    args = []
-    for t, a in zip(low.tensors, [*low.args, None], strict=True):
-        shape, dtype = tuple(int(d) for d in t.shape), str(t.dtype)
-        if a is None:
-            args.append(tvm.runtime.empty(shape, dtype, dev))
-        elif isinstance(a, np.ndarray):
-            args.append(tvm.runtime.tensor(aligned(_weight(a)), dev))
-        else:
-            args.append(tvm.runtime.tensor(rng.standard_normal(shape).astype(dtype), dev))
+    args = timing_args(low, dev)
     lib["kernel"](*args)  # warm-up: caches, page faults, the thread pool
     ev = lib.time_evaluator("kernel", dev, number=1, repeat=REPEATS, min_repeat_ms=MIN_REPEAT_MS)
     seconds = statistics.median(ev(*args).results)
