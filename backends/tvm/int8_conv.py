@@ -24,7 +24,7 @@ import tvm
 from tvm import s_tir, te
 
 from .compute import ConvShape
-from .schedules.x86_conv import ConvKnobs, _round_up, _schedule_pad, _vectorize_tail
+from .schedules.x86_conv import ConvKnobs, _round_up, _schedule_pad, _vectorize_tail, register_tile
 
 LANES, GROUP = 16, 4  # int32 lanes of one zmm; u8 inputs summed per lane by one vpdpbusd
 
@@ -173,20 +173,8 @@ def schedule_qconv(sch: s_tir.Schedule, kn: ConvKnobs, intrinsic: str, kw: int) 
     from .int8_intrin import local_intrinsic
 
     conv = sch.get_sblock("conv")
+    kv, rh = register_tile(sch, kn, LANES, kw <= 3)
     out = sch.get_sblock("out")
-    n, i, j, k, rh, rw, rc, r4 = sch.get_loops(conv)
-    jo, ji = sch.split(j, [None, kn.ow_tile])
-    ko, kio, kv = sch.split(k, [None, kn.oc_tile // LANES, LANES])
-    sch.reorder(n, ko, i, jo, rh, rw, rc, ji, kio, kv, r4)
-    sch.parallel(sch.fuse(n, ko, i))
-    cache = sch.cache_write(conv, 0, "local")
-    sch.reverse_compute_at(cache, jo)
-    sch.reverse_compute_at(out, jo)
-    sch.compute_inline(cache)
-    sch.unroll(ji)
-    sch.unroll(kio)
-    if kw <= 3:
-        sch.unroll(rw)
     init = sch.decompose_reduction(conv, rh)
     sch.vectorize(sch.get_loops(init)[-1])
     sch.tensorize(kv, local_intrinsic(intrinsic))

@@ -77,6 +77,16 @@ def _epilogue(node: Node, g: Graph, channels: int) -> tuple[dict[str, Any], list
     return epi, extra
 
 
+def conv_shape(node: Node, w: np.ndarray) -> C.ConvShape:
+    """The static geometry of conv `node` (NCHW input) with OIHW weights `w`."""
+    a = node.attrs
+    n, c, h, wd = node.inputs[0].type.shape
+    k, _, kh, kw = w.shape
+    oh, ow = node.output.type.shape[2:]
+    return C.ConvShape(n, h, wd, c, k, kh, kw, oh, ow, pair(a["stride"], "stride"), tuple(pads4(a["pad"])),
+                       pair(a["dilation"], "dilation"), a["group"])
+
+
 def _lower_conv(node: Node, g: Graph, vec: int, knobs: Any = None, registers: int = 32,
                 sparse: bool | None = None, algorithm: str | None = None) -> Lowered:
     from .schedules.x86_conv import check_knobs, default_conv_knobs
@@ -85,12 +95,8 @@ def _lower_conv(node: Node, g: Graph, vec: int, knobs: Any = None, registers: in
     _require(is_act4(x) and is_act4(node.output), "conv needs NCHW 4-D activations")
     w = g.const_data(wv)
     _require(w is not None, "conv weights must be constant")
-    a = node.attrs
-    n, c, h, wd = x.type.shape
-    k, _, kh, kw = w.shape
-    oh, ow = node.output.type.shape[2:]
-    s = C.ConvShape(n, h, wd, c, k, kh, kw, oh, ow, pair(a["stride"], "stride"), tuple(pads4(a["pad"])),
-                    pair(a["dilation"], "dilation"), a["group"])
+    s = conv_shape(node, w)
+    c, k = s.c, s.k
     epi, extra = _epilogue(node, g, k)
     if s.group == c == k and w.shape[1] == 1:
         from .schedules.x86_conv import depthwise_ow_tile

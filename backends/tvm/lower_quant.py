@@ -18,9 +18,7 @@ from tvm import te
 
 from ...errors import LpdcUnsupportedError
 from ...ir import Graph, Node, Value, dtypes
-from ...ir.ops._shape import pads4, pair
 from . import int8_conv as Q
-from .compute import ConvShape
 
 if TYPE_CHECKING:
     from .lower import Lowered
@@ -139,7 +137,7 @@ def _folded_bias(w: np.ndarray, b: np.ndarray | None, zp: int, kp: int) -> np.nd
 
 
 def _lower_int_conv(node: Node, g: Graph, vec: int, fuse: bool = True) -> Lowered:
-    from .lower import Lowered, is_act4
+    from .lower import Lowered, conv_shape, is_act4
     from .schedules.x86_conv import default_conv_knobs
 
     intrinsic = Q.int8_intrinsic()
@@ -147,15 +145,11 @@ def _lower_int_conv(node: Node, g: Graph, vec: int, fuse: bool = True) -> Lowere
     x = node.inputs[0]
     _require(x.type.dtype == "u8" and is_act4(x) and is_act4(node.output), "integer convs take NCHW u8 activations")
     w, b = _int_weights(node, g)
-    a = node.attrs
-    n, c, h, wd = x.type.shape
-    k, _, kh, kw = w.shape
-    oh, ow = node.output.type.shape[2:]
-    depthwise = a["group"] == c == k and w.shape[1] == 1
-    _require((a["group"] == 1 or depthwise) and not a.get("primitive"),
+    s = conv_shape(node, w)
+    k, kw, ow = s.k, s.kw, s.ow
+    depthwise = s.group == s.c == k and w.shape[1] == 1
+    _require((s.group == 1 or depthwise) and not node.attrs.get("primitive"),
              "integer convs are lowered for group 1 and depthwise, without a catalog primitive")
-    s = ConvShape(n, h, wd, c, k, kh, kw, oh, ow, pair(a["stride"], "stride"), tuple(pads4(a["pad"])),
-                  pair(a["dilation"], "dilation"), a["group"])
     zp = _zero_point(x)
     epi, extra, tail = _layer_epilogue(node, g, k, fuse)
     absorbs = [tail] if tail is not None else []

@@ -27,9 +27,8 @@ from tvm import te
 
 from ...errors import LpdcUnsupportedError
 from ...ir import Graph, Node
-from ...ir.ops._shape import pads4, pair
 from . import compute as C
-from .lower import Lowered, _epi_key, _epilogue, _f32, is_act4
+from .lower import Lowered, _epi_key, _epilogue, _f32, conv_shape, is_act4
 
 _H = Fr(1, 2)
 # F(m, 3) matrices (A^T, B^T, G). F(2,3) is Lavin's; F(4,3) uses the points 0, -1, 1, 1/2, -2
@@ -317,14 +316,9 @@ def lower_winograd(node: Node, g: Graph, vec: int, m: int) -> Lowered:
     w = g.const_data(wv)
     if w is None or w.ndim != 4:
         raise LpdcUnsupportedError("Winograd conv needs constant OIHW weights")
-    a = node.attrs
-    n, c, h, wd = x.type.shape
-    k, _, kh, kw = w.shape
-    oh, ow = node.output.type.shape[2:]
-    s = C.ConvShape(n, h, wd, c, k, kh, kw, oh, ow, pair(a["stride"], "stride"), tuple(pads4(a["pad"])),
-                    pair(a["dilation"], "dilation"), a["group"])
+    s = conv_shape(node, w)
     _check_shape(s, m)
-    epi, extra = _epilogue(node, g, k)
+    epi, extra = _epilogue(node, g, s.k)
     t = default_tiles(s, m, vec)
     tensors = winograd_nhwc(s, epi, m, vec, t)
     return Lowered(tensors, [x, transform_weight(w, m, t.kb), *extra], "winograd",

@@ -94,24 +94,34 @@ def schedule_conv(sch: s_tir.Schedule, s: ConvShape, kn: ConvKnobs) -> None:
     the cache directly; only the epilogue sees the boundary predicate of a padded tile.
     """
     conv = sch.get_sblock("conv")
+    kv, rh = register_tile(sch, kn, kn.vec, kn.unroll_kw and s.kw <= 3)
+    sch.vectorize(kv)
+    sch.decompose_reduction(conv, rh)
     out = sch.get_sblock("out")
-    n, i, j, k, rh, rw, rc = sch.get_loops(conv)
+    _vectorize_tail(sch, out, sch.get_loops(out)[-1], kn.vec)
+    _schedule_pad(sch, kn.vec)
+
+
+def register_tile(sch: s_tir.Schedule, kn: ConvKnobs, lanes: int, unroll_rw: bool) -> tuple[object, object]:
+    """The direct-conv register tile on the "conv" block (loops n, i, j, k, rh, rw, rc, then any
+    inner reduction): ow_tile x (oc_tile / lanes) accumulators in a "local" cache under the tile
+    loop, the epilogue "out" moved there too. Returns (the `lanes`-wide channel loop, rh) for the
+    caller to vectorise or tensorize and to split the reduction's init off at."""
+    conv = sch.get_sblock("conv")
+    n, i, j, k, rh, rw, rc, *inner = sch.get_loops(conv)
     jo, ji = sch.split(j, [None, kn.ow_tile])
-    ko, kio, kv = sch.split(k, [None, kn.oc_tile // kn.vec, kn.vec])
-    sch.reorder(n, ko, i, jo, rh, rw, rc, ji, kio, kv)
+    ko, kio, kv = sch.split(k, [None, kn.oc_tile // lanes, lanes])
+    sch.reorder(n, ko, i, jo, rh, rw, rc, ji, kio, kv, *inner)
     sch.parallel(sch.fuse(n, ko, i))
     cache = sch.cache_write(conv, 0, "local")
     sch.reverse_compute_at(cache, jo)
-    sch.reverse_compute_at(out, jo)
+    sch.reverse_compute_at(sch.get_sblock("out"), jo)
     sch.compute_inline(cache)
     sch.unroll(ji)
     sch.unroll(kio)
-    if kn.unroll_kw and s.kw <= 3:
+    if unroll_rw:
         sch.unroll(rw)
-    sch.vectorize(kv)
-    sch.decompose_reduction(conv, rh)
-    _vectorize_tail(sch, out, sch.get_loops(out)[-1], kn.vec)
-    _schedule_pad(sch, kn.vec)
+    return kv, rh
 
 
 def depthwise_ow_tile(s: ConvShape) -> int:
