@@ -261,7 +261,8 @@ class HeteroExecutable(GraphIO):
         if s.func is None:
             self.cpu._run_fallback(s, kernel, env)
             return
-        args = [aligned(self.cpu._get(a, True, env)) if isinstance(a, Value) else a for a in s.args]
+        args = [aligned(self.cpu._get(a, s.reads_nhwc(i), env)) if isinstance(a, Value) else a
+                for i, a in enumerate(s.args)]
         out = self._out_array(out_v, env)
         self.cpu._func(s.func)(*args, out)
         env[(out_v, is_act4(out_v))] = out

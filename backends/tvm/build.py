@@ -38,6 +38,11 @@ class Step:
     args: list[Value | np.ndarray] = field(default_factory=list)
     reason: str = ""
     fused: list[Node] = field(default_factory=list)  # later nodes computed inside this kernel
+    nchw: tuple[int, ...] = ()  # positions in args read NCHW, not NHWC (Lowered.nchw_args)
+
+    def reads_nhwc(self, i: int) -> bool:
+        """Whether value argument `i` is passed NHWC (4-D activations; others are as stored)."""
+        return i not in self.nchw
 
     @property
     def output(self) -> Value:
@@ -93,7 +98,7 @@ def plan_graph(g: Graph, tt: TvmTarget, knobs: dict[str, Any] | None = None,
             name = f"k{len(kernels)}_{node.op}_{re.sub(r'[^A-Za-z0-9_]', '_', node.name)[:40]}"
             by_key[low.key] = name
             kernels[name] = low
-        steps.append(Step(node, name, low.args, fused=list(low.absorbs)))
+        steps.append(Step(node, name, low.args, fused=list(low.absorbs), nchw=low.nchw_args))
     return Plan(steps, kernels, choices)
 
 

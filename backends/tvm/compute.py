@@ -65,37 +65,43 @@ def activation(y: Any, kind: str, alpha: float, beta: float, slope: Any = None) 
     raise AssertionError(f"unknown activation {kind}")
 
 
-def _padded(x: Any, s: ConvShape, owp: int | None = None) -> Any:
-    """Zero-pad NHWC x (a separate stage: keeping the bounds test out of the FMA loop pays).
+def _padded(x: Any, s: ConvShape, owp: int | None = None, nchw: bool = False) -> Any:
+    """Zero-pad x into NHWC (a separate stage: keeping the bounds test out of the FMA loop pays).
 
     `owp` > ow makes the conv compute extra (discarded) output columns, so a register tile
-    need not divide the width: the right padding grows to cover them.
+    need not divide the width: the right padding grows to cover them. `nchw`: x arrives NCHW
+    (a graph input) and this stage also transposes it, so the runner need not.
     """
     pt, pl, pb, pr = s.pad
     owp = owp or s.ow
     wp = max(s.w + pl + pr, (owp - 1) * s.stride[1] + (s.kw - 1) * s.dilation[1] + 1)
-    if not any(s.pad) and wp == s.w:
+    if not any(s.pad) and wp == s.w and not nchw:
         return x
+
+    def read(n: Any, i: Any, j: Any, c: Any) -> Any:
+        return x[n, c, i - pt, j - pl] if nchw else x[n, i - pt, j - pl, c]
+
     return te.compute(
         (s.n, s.h + pt + pb, wp, s.c),
         lambda n, i, j, c: tvm.tirx.if_then_else(
-            tvm.tirx.all(i >= pt, i < s.h + pt, j >= pl, j < s.w + pl), x[n, i - pt, j - pl, c],
+            tvm.tirx.all(i >= pt, i < s.h + pt, j >= pl, j < s.w + pl), read(n, i, j, c),
             tvm.tirx.const(0.0, x.dtype)),
         name="pad")
 
 
 def conv_nhwc(s: ConvShape, kb: int, epi: dict[str, Any], kp: int | None = None,
-              owp: int | None = None) -> tuple[list[Any], Any]:
+              owp: int | None = None, x_nchw: bool = False) -> tuple[list[Any], Any]:
     """Direct (grouped) conv; weights packed [Kp/kb, KH, KW, C/g, kb]. Returns (args, output).
 
     The conv stage computes Kp >= K channels and OWp >= OW columns (zero weights / discarded
     columns) so register tiles need not divide the layer; the epilogue writes the real K x OW.
+    `x_nchw`: the input arrives NCHW (see _padded); the output is NHWC all the same.
     """
     kp, owp = kp or s.k, owp or s.ow
-    x = te.placeholder((s.n, s.h, s.w, s.c), name="x")
+    x = te.placeholder((s.n, s.c, s.h, s.w) if x_nchw else (s.n, s.h, s.w, s.c), name="x")
     cg, kg = s.c // s.group, s.k // s.group
     wp = te.placeholder((kp // kb, s.kh, s.kw, cg, kb), name="w")
-    xp = _padded(x, s, owp)
+    xp = _padded(x, s, owp, x_nchw)
     rh, rw, rc = te.reduce_axis((0, s.kh), "rh"), te.reduce_axis((0, s.kw), "rw"), te.reduce_axis((0, cg), "rc")
     (sh, sw), (dh, dw) = s.stride, s.dilation
 

@@ -71,6 +71,11 @@ class TvmExecutable(GraphIO):
             from .arena import TvmArena
 
             self._arena = TvmArena(memory_plan, plan.steps, graph.outputs)
+        self._program = None  # the fast path when every step is a TVM kernel (program.py)
+        if runs_here and memory_plan is None:
+            from .program import StaticProgram
+
+            self._program = StaticProgram.build(graph, [s for s, _ in self._steps], self._func)
 
     @property
     def memory_plan(self) -> MemoryPlan | None:
@@ -122,6 +127,8 @@ class TvmExecutable(GraphIO):
     def _execute(self, inputs: Mapping[str, np.ndarray], times: list[NodeTiming] | None) -> dict[str, np.ndarray]:
         if not self.runs_here:
             self._func("")
+        if self._program is not None:
+            return self._program.run(self._ref._bind_inputs(inputs), times)
         env: dict[tuple[Value, bool], np.ndarray] = {}  # (value, stored NHWC?) -> array
         arena = self._arena
         if arena is not None:
@@ -168,7 +175,8 @@ class TvmExecutable(GraphIO):
         return conv
 
     def _run_tvm(self, s: Step, env: dict, step: int | None = None) -> None:
-        args = [aligned(self._get(a, True, env, step)) if isinstance(a, Value) else a for a in s.args]
+        args = [aligned(self._get(a, s.reads_nhwc(i), env, step)) if isinstance(a, Value) else a
+                for i, a in enumerate(s.args)]
         out_v = s.output
         out = None if self._arena is None or step is None else self._arena.output_slot(s, step, args)
         if out is None:

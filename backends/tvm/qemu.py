@@ -147,22 +147,27 @@ def harness(graph: Graph, plan: Plan, feeds: Mapping[Value, np.ndarray],
         init.append(f"  buffer(&{t}, {path});")
         return t
 
-    def value(v: Value) -> str:
-        t = tensors.get(v)
-        if t is None:  # a graph input or a constant read as an argument: stored as the kernels expect it
+    def value(v: Value, nhwc: bool = True) -> str:
+        key = v if nhwc or not is_act4(v) else (v, "NCHW")
+        t = tensors.get(key)
+        if t is None:  # a graph input or a constant read as an argument: stored as the kernel expects it
             data = feeds.get(v)
             if data is None:
                 data = graph.const_data(v)
             if data is None:
                 raise LpdcExecutionError(f"value %{v.name} is read before it is computed", where=graph.name)
             data = np.asarray(data, np.float32)
-            t = tensors[v] = tensor(nhwc_shape(v), data.transpose(0, 2, 3, 1) if is_act4(v) else data)
+            if key is v:
+                t = tensors[v] = tensor(nhwc_shape(v), data.transpose(0, 2, 3, 1) if is_act4(v) else data)
+            else:
+                t = tensors[key] = tensor(data.shape, data)
         return t
 
     funcs = []
     for s in plan.steps:
         assert s.func is not None  # cross_build refused fallbacks
-        args = [value(a) if isinstance(a, Value) else tensor(a.shape, a) for a in s.args]
+        args = [value(a, s.reads_nhwc(i)) if isinstance(a, Value) else tensor(a.shape, a)
+                for i, a in enumerate(s.args)]
         out = tensors[s.node.output] = tensor(nhwc_shape(s.node.output), None)
         args.append(out)
         if s.func not in funcs:

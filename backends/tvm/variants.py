@@ -20,6 +20,7 @@ import logging
 import os
 import tempfile
 from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -92,9 +93,11 @@ def candidates(node: Node, g: Graph, tt: TvmTarget) -> list[tuple[str, Lowered]]
     if default.schedule != "conv":
         return []
     s = default.info["shape"]
-    out = [("direct " + _tile(default.info["knobs"]), default)]
-    for kn in ranked_conv_knobs(s, vec, tt.registers)[:TOP_TILES]:
-        if kn != default.info["knobs"]:
+    best = default.info["knobs"]
+    out = [("direct " + _tile(best), default)]
+    flipped = replace(best, rows_outer=not best.rows_outer)  # the other loop order of the default tile
+    for kn in [*ranked_conv_knobs(s, vec, tt.registers)[:TOP_TILES], flipped]:
+        if kn != best:
             out.append(("direct " + _tile(kn),
                         lower_node(node, g, vec, kn, tt.registers, sparse=False, algorithm="direct")))
     out += _winograd(node, g, vec)
@@ -102,7 +105,7 @@ def candidates(node: Node, g: Graph, tt: TvmTarget) -> list[tuple[str, Lowered]]
 
 
 def _tile(kn: Any) -> str:
-    return f"{kn.ow_tile}x{kn.oc_tile}"
+    return f"{kn.ow_tile}x{kn.oc_tile}" + (" rows-outer" if kn.rows_outer else "")
 
 
 def _winograd(node: Node, g: Graph, vec: int) -> list[tuple[str, Lowered]]:
