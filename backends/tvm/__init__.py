@@ -36,7 +36,7 @@ def tvm_device(tgt: Target) -> str:
 def compile_tvm(graph: Graph, target: str | Target = "x86", knobs: dict[str, Any] | None = None, *,
                 plan_memory: bool = False, progress: Progress | None = None, sparse: str = "auto",
                 variants: str = "default", ms_trials: int = 0, ms_layers: int = 3, ms_cache: str | None = None,
-                **options: Any):
+                concat_inplace: bool = True, **options: Any):
     """Lower, schedule and build `graph` (already optimised) for a TVM target.
 
     `knobs` maps conv node names to schedules.x86_conv.ConvKnobs (register tile, padding) that
@@ -49,6 +49,8 @@ def compile_tvm(graph: Graph, target: str | Target = "x86", knobs: dict[str, Any
     keep the fastest; times cached on disk; `exe.variant_choices`, see variants.py). `ms_trials` > 0:
     tune the `ms_layers` heaviest conv / FC kernels with meta_schedule (traces cached in `ms_cache`),
     keep each only where it beats the template here; `exe.ms_kernels` records each (see ms_tuned.py).
+    `concat_inplace`: channel concats run no kernel, their inputs' kernels write into the concat's
+    buffer (concat_inplace.py), where the build runs here with every step a TVM kernel.
     """
     from .build import build_module, plan_graph
     from .executable import TvmExecutable
@@ -63,6 +65,10 @@ def compile_tvm(graph: Graph, target: str | Target = "x86", knobs: dict[str, Any
 
     overrides, variant_choices = select_variants(graph, tt, variants, progress=progress)
     plan = plan_graph(graph, tt, knobs, sparse=sparse, overrides=overrides)
+    if concat_inplace and tt.runs_here and not plan_memory:
+        from .concat_inplace import place_concats
+
+        plan = place_concats(plan, set(graph.outputs))
     tuned, ms_kernels = {}, {}
     if ms_trials > 0:
         from .ms_tuned import tune_plan

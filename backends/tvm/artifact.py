@@ -6,7 +6,9 @@
 - cuda: `tvm/kernels.cu` (CUDA C source) and `tvm/kernels.ptx` when nvcc is installed.
 
 The artifact's graph is the optimised graph; loading re-plans it (deterministic: the same
-kernel names and packed weights) and binds the stored library instead of rebuilding.
+kernel names and packed weights) and binds the stored library instead of rebuilding. The build's
+decisions that were measured (kernel variants, sparse or dense) and concat elimination are kept
+in meta.json and replayed, so the plan matches the library.
 """
 
 from __future__ import annotations
@@ -67,7 +69,10 @@ def compile_ptx(src: Path, dest: Path, arch: str) -> None:
 def save_tvm_artifact(exe: Any, path: str | os.PathLike[str], meta: dict[str, Any] | None = None) -> Path:
     """Write the optimised graph, its weights and the compiled library as one artifact directory."""
     info = {"backend": "tvm", "target": exe.target_name, "fallbacks": exe.fallbacks,
-            "kernels": sorted(exe.plan.kernels), **(meta or {})}
+            "kernels": sorted(exe.plan.kernels),
+            "variants": {k: r["picked"] for k, r in getattr(exe, "variant_choices", {}).items()},
+            "sparse": {k: r["picked"] for k, r in exe.sparse_choices.items()},
+            "concat_inplace": bool(exe.plan.placements), **(meta or {})}
     return save_artifact(exe.graph, path, info, library_files(exe))
 
 
@@ -95,7 +100,16 @@ def load_tvm_artifact(path: str | os.PathLike[str]) -> Any:
         raise LpdcTargetError(f"artifact built for {tgt.name!r}: it runs on that device, not here", where=str(root))
     if not lib_path.exists():
         raise LpdcExecutionError("TVM artifact has no tvm/lib.so", where=str(root))
-    plan = plan_graph(graph, tt)
+    overrides = {}
+    if meta.get("variants"):
+        from .variants import replay
+
+        overrides = replay(graph, tt, meta["variants"], where=str(root))
+    plan = plan_graph(graph, tt, sparse=meta.get("sparse") or "auto", overrides=overrides)
+    if meta.get("concat_inplace"):
+        from .concat_inplace import place_concats
+
+        plan = place_concats(plan, set(graph.outputs))
     missing = sorted(set(plan.kernels) - set(meta.get("kernels", plan.kernels)))
     if missing:
         raise LpdcExecutionError(f"artifact library lacks kernels {missing[:3]} (built by another lpdc version?)",

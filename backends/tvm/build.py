@@ -56,6 +56,9 @@ class Plan:
     kernels: dict[str, Lowered]  # function name -> lowered kernel (one per distinct key)
     # node name -> dense or sparse kernel, measured times, why (see sparse_select.py)
     sparse_choices: dict[str, dict[str, Any]] = field(default_factory=dict)
+    # producer output -> (concat output, channel offset): written into the concat's buffer, whose
+    # concat runs no step (concat_inplace.py; only the static program runs such plans)
+    placements: dict[Value, tuple[Value, int]] = field(default_factory=dict)
 
     @property
     def fallbacks(self) -> dict[str, str]:
@@ -63,13 +66,19 @@ class Plan:
         return {s.node.name: s.reason for s in self.steps if s.func is None and s.node.op not in _SKIP}
 
 
+def kernel_name(index: int, node: Node) -> str:
+    """The library function of the `index`-th distinct kernel, first used by `node`."""
+    return f"k{index}_{node.op}_{re.sub(r'[^A-Za-z0-9_]', '_', node.name)[:40]}"
+
+
 def plan_graph(g: Graph, tt: TvmTarget, knobs: dict[str, Any] | None = None,
-               only: set[str] | None = None, sparse: str = "auto",
+               only: set[str] | None = None, sparse: str | dict[str, str] = "auto",
                overrides: dict[str, Lowered] | None = None) -> Plan:
     """Lower every node it can; identical kernels get one function. `knobs`: node name ->
     ConvKnobs overriding that conv's default register tile (the tuning hook). `only`: the names
     of the nodes to plan (a heterogeneous plan's CPU side); the others get no step. `sparse`:
-    dense or sparse kernels for pruned FC / conv ("auto", "measure", "off", "on": sparse_select.py).
+    dense or sparse kernels for pruned FC / conv ("auto", "measure", "off", "on": sparse_select.py),
+    or node name -> "sparse" | "dense" (earlier decisions replayed: an artifact's).
     `overrides`: node name -> the kernel to use when the node stays dense (variants.py's pick)."""
     from .sparse_select import pick_sparse
 
@@ -82,7 +91,10 @@ def plan_graph(g: Graph, tt: TvmTarget, knobs: dict[str, Any] | None = None,
         if node.op in _SKIP or (only is not None and node.name not in only) or node.name in absorbed:
             continue
         try:
-            use_sparse = pick_sparse(node, g, tt, (knobs or {}).get(node.name), sparse, choices)
+            if isinstance(sparse, dict):
+                use_sparse = {"sparse": True, "dense": False}.get(sparse.get(node.name, ""))
+            else:
+                use_sparse = pick_sparse(node, g, tt, (knobs or {}).get(node.name), sparse, choices)
             low = (overrides or {}).get(node.name) if not use_sparse else None
             low = low or lower_node(node, g, max(tt.vec, 4), (knobs or {}).get(node.name), tt.registers,
                                     sparse=use_sparse)
@@ -95,8 +107,7 @@ def plan_graph(g: Graph, tt: TvmTarget, knobs: dict[str, Any] | None = None,
         absorbed.update(n.name for n in low.absorbs)
         name = by_key.get(low.key)
         if name is None:
-            name = f"k{len(kernels)}_{node.op}_{re.sub(r'[^A-Za-z0-9_]', '_', node.name)[:40]}"
-            by_key[low.key] = name
+            name = by_key[low.key] = kernel_name(len(kernels), node)
             kernels[name] = low
         steps.append(Step(node, name, low.args, fused=list(low.absorbs), nchw=low.nchw_args))
     return Plan(steps, kernels, choices)
@@ -119,7 +130,11 @@ def build_module(plan: Plan, tt: TvmTarget, parallel: bool = True, progress: Pro
     funcs = {}
     for name, low in plan.kernels.items():
         f = te.create_prim_func(low.tensors).with_attr("global_symbol", name)
-        if tuned and name in tuned:  # meta_schedule's kernel beat the template on this host
+        if "out_channels" in low.info:  # writes a window of a concat's buffer
+            from .concat_inplace import strided_output
+
+            f = strided_output(f, low.info["out_channels"])
+        if tuned and name in tuned and "out_channels" not in low.info:  # meta_schedule's kernel was faster
             funcs[name] = tuned[name].with_attr("global_symbol", name)
         else:
             funcs[name] = _schedule_cpu(f, low, tt, parallel) if tt.kind == "cpu" else f

@@ -75,7 +75,14 @@ class TvmExecutable(GraphIO):
         if runs_here and memory_plan is None:
             from .program import StaticProgram
 
-            self._program = StaticProgram.build(graph, [s for s, _ in self._steps], self._func)
+            self._program = StaticProgram.build(graph, [s for s, _ in self._steps], self._func, plan.placements)
+        if plan.placements and self._program is None:
+            raise LpdcError("a plan with concats computed in place needs the static program", where=graph.name)
+
+    @property
+    def runner(self) -> str:
+        """"static" (program.py: calls and buffers fixed at build time) or "general" (this loop)."""
+        return "static" if self._program is not None else "general"
 
     @property
     def memory_plan(self) -> MemoryPlan | None:

@@ -66,9 +66,12 @@ class StaticProgram:
         self._lock = threading.Lock()
 
     @classmethod
-    def build(cls, graph: Graph, steps: Sequence[Step], func: Callable[[str], Any]) -> StaticProgram | None:
+    def build(cls, graph: Graph, steps: Sequence[Step], func: Callable[[str], Any],
+              placements: Mapping[Value, tuple[Value, int]] | None = None) -> StaticProgram | None:
         """The program for `steps` (already bound: weights aligned), or None when some step runs
-        on NumPy, reads a computed value NCHW, or a value is neither computed, an input nor a constant."""
+        on NumPy, reads a computed value NCHW, or a value is neither computed, an input nor a constant.
+        `placements`: value -> (concat output, channel offset) for kernels that write a window of
+        an elided concat's buffer (concat_inplace.py)."""
         if not steps or any(s.func is None for s in steps):
             return None
         inputs = set(graph.inputs)
@@ -104,6 +107,11 @@ class StaticProgram:
             buf = where[(v, nhwc)] = aligned(data.transpose(0, 2, 3, 1) if nhwc else data)
             return buf
 
+        def buffer_of(v: Value) -> np.ndarray:
+            shape, dt = nhwc_shape(v), dtypes.to_numpy(v.type.dtype)
+            raw = held[v] = pool.take(int(np.prod(shape, dtype=np.int64)) * np.dtype(dt).itemsize)
+            return _view(raw, shape, dt)
+
         calls: list[tuple[Callable[..., Any], tuple[Any, ...], Step]] = []
         for i, s in enumerate(steps):
             args: list[Any] = []
@@ -116,10 +124,14 @@ class StaticProgram:
                 else:
                     args.append(a)
             out_v = s.output
-            shape, dt = nhwc_shape(out_v), dtypes.to_numpy(out_v.type.dtype)
-            raw = pool.take(int(np.prod(shape, dtype=np.int64)) * np.dtype(dt).itemsize)
-            out = where[(out_v, is_act4(out_v))] = _view(raw, shape, dt)
-            held[out_v] = raw
+            if out_v in (placements or {}):
+                whole_v, c0 = placements[out_v]
+                whole = where.get((whole_v, True))
+                if whole is None:  # the first window written: the concat's buffer starts here
+                    whole = where[(whole_v, True)] = buffer_of(whole_v)
+                out = where[(out_v, True)] = whole[..., c0:c0 + int(out_v.type.shape[1])]
+            else:
+                out = where[(out_v, is_act4(out_v))] = buffer_of(out_v)
             calls.append((func(s.func), (*args, out), s))
             for a in {a for a in s.args if isinstance(a, Value)}:
                 if last[a] == i and a not in keep and a in held:

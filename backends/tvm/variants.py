@@ -156,6 +156,20 @@ def select_variants(g: Graph, tt: TvmTarget, mode: str, only: set[str] | None = 
     return picked, records
 
 
+def replay(g: Graph, tt: TvmTarget, picked: dict[str, str], where: str = "") -> dict[str, Lowered]:
+    """node name -> the kernel of the variant labelled `picked[node]` (an artifact's choices)."""
+    by_name = {n.name: n for n in g.nodes}
+    out = {}
+    for name, label in picked.items():
+        node = by_name.get(name)
+        found = dict(candidates(node, g, tt)).get(label) if node is not None else None
+        if found is None:
+            raise LpdcError(f"kernel variant {label!r} of node {name!r} cannot be rebuilt (another lpdc version?)",
+                            where=where)
+        out[name] = found
+    return out
+
+
 def _time(low: Lowered, tt: TvmTarget, time_lowered: Callable[[Lowered, TvmTarget], float]) -> float:
     try:
         return time_lowered(low, tt)
