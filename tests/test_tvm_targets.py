@@ -1,8 +1,9 @@
 """TVM backend targets beyond running on the host: AArch64 cross builds, CUDA source, artifacts, CLI.
 
 AArch64: an object file is always produced (checked by its ELF header); the shared library only
-when Debian's aarch64-linux-gnu-gcc is installed. CUDA: the source is always generated; nvcc
-compiles it to PTX only where nvcc is installed. Tests that need a missing tool skip with why.
+when Debian's aarch64-linux-gnu-gcc is installed. CUDA: the source is always generated; nvcc, or
+NVRTC from the test extras' nvidia wheels, compiles it to PTX and ptxas assembles that for sm_80.
+Tests that need a missing tool skip with why.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ pytest.importorskip("tvm")
 
 import lpdc  # noqa: E402
 from lpdc.backends.tvm.artifact import library_files, load_tvm_artifact, save_tvm_artifact  # noqa: E402
+from lpdc.backends.tvm.cuda_compile import ptx_compiler, ptxas  # noqa: E402
 from lpdc.backends.tvm.target import host_mcpu, tvm_target  # noqa: E402
 from lpdc.errors import LpdcTargetError  # noqa: E402
 from lpdc.tools import zoo  # noqa: E402
@@ -83,11 +85,25 @@ def test_cuda_source_has_a_kernel_per_op(cuda_build) -> None:
     assert "blockIdx.x" in src and "threadIdx.x" in src
 
 
-@pytest.mark.skipif(shutil.which("nvcc") is None, reason="nvcc is not installed: CUDA source is not compiled")
-def test_nvcc_accepts_cuda_source(cuda_build) -> None:
+@pytest.mark.skipif(ptx_compiler() is None, reason="neither nvcc nor NVRTC (pip nvidia-cuda-nvrtc-cu12) is installed")
+def test_nvidia_compilers_accept_cuda_source(cuda_build) -> None:
     files = library_files(cuda_build)
     ptx = files["tvm/kernels.ptx"].decode()
-    assert ".entry" in ptx and ".target sm_80" in ptx
+    assert ".target sm_80" in ptx
+    assert ptx.count(".entry") >= len(cuda_build.plan.kernels)
+    if ptxas() is not None:  # assembled to SASS: an ELF for the GPU
+        assert files["tvm/kernels.cubin"][:4] == b"\x7fELF"
+
+
+@pytest.mark.skipif(ptx_compiler() is None, reason="neither nvcc nor NVRTC (pip nvidia-cuda-nvrtc-cu12) is installed")
+def test_rejected_cuda_source_is_an_lpdc_error(tmp_path: Path) -> None:
+    from lpdc.backends.tvm.cuda_compile import compile_ptx
+
+    src = tmp_path / "bad.cu"
+    src.write_text('extern "C" __global__ void k(float* x) { x[threadIdx.x] = undefined_name; }\n')
+    with pytest.raises(LpdcTargetError, match="undefined_name"):
+        compile_ptx(src, tmp_path / "bad.ptx", "sm_80")
+    assert not (tmp_path / "bad.ptx").exists()
 
 
 def test_host_mcpu_from_flags() -> None:

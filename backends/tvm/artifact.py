@@ -3,7 +3,8 @@
 - x86: `tvm/lib.so` (loadable here; `lpdc run DIR` executes it).
 - a72 / a53: `tvm/lib.o` (AArch64 object, always) and `tvm/lib.so` when the Debian cross gcc
   `aarch64-linux-gnu-gcc` is installed (it is optional).
-- cuda: `tvm/kernels.cu` (CUDA C source) and `tvm/kernels.ptx` when nvcc is installed.
+- cuda: `tvm/kernels.cu` (CUDA C source); `tvm/kernels.ptx` where nvcc or NVRTC is installed, and
+  `tvm/kernels.cubin` (SASS) where ptxas is too (cuda_compile.py).
 
 The artifact's graph is the optimised graph; loading re-plans it (deterministic: the same
 kernel names and packed weights) and binds the stored library instead of rebuilding. The build's
@@ -16,13 +17,13 @@ from __future__ import annotations
 import logging
 import os
 import shutil
-import subprocess
 import tempfile
 from pathlib import Path
 from typing import Any
 
 from ...errors import LpdcExecutionError, LpdcTargetError
 from ..artifact import load_artifact, save_artifact
+from .cuda_compile import assemble, compile_ptx, ptx_compiler, ptxas
 
 log = logging.getLogger(__name__)
 
@@ -45,8 +46,11 @@ def library_files(exe: Any) -> dict[str, bytes]:
         else:
             src = cuda_source(exe)
             (d / "kernels.cu").write_text(src)
-            if shutil.which("nvcc"):
-                compile_ptx(d / "kernels.cu", d / "kernels.ptx", tt.spec.get("arch", "sm_80"))
+            arch = tt.spec.get("arch", "sm_80")
+            if ptx_compiler() is not None:
+                compile_ptx(d / "kernels.cu", d / "kernels.ptx", arch)
+                if ptxas() is not None:
+                    assemble(d / "kernels.ptx", d / "kernels.cubin", arch)
         return {f"tvm/{p.name}": p.read_bytes() for p in sorted(d.iterdir())}
 
 
@@ -56,14 +60,6 @@ def cuda_source(exe: Any) -> str:
     if not mods:
         raise LpdcTargetError("the cuda build has no device module", where=exe.target_name)
     return mods[0].inspect_source("cuda")
-
-
-def compile_ptx(src: Path, dest: Path, arch: str) -> None:
-    """nvcc -ptx (raises LpdcTargetError with nvcc's message when it rejects the source)."""
-    r = subprocess.run(["nvcc", "-ptx", f"-arch={arch}", str(src), "-o", str(dest)], capture_output=True, text=True,
-                       timeout=300, check=False)
-    if r.returncode != 0:
-        raise LpdcTargetError(f"nvcc rejected the generated CUDA source: {r.stderr.strip()[-2000:]}", where=str(src))
 
 
 def save_tvm_artifact(exe: Any, path: str | os.PathLike[str], meta: dict[str, Any] | None = None) -> Path:
