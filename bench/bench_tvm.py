@@ -117,10 +117,11 @@ def _relax_engine(path: Path, x: np.ndarray) -> Callable[[], object]:
     return lambda: vm["main"](tx)
 
 
-def heaviest_convs(exe, x: np.ndarray, k: int = 3) -> list[tuple[str, float, float]]:
-    """(name, ms, GFLOP/s) of the k convs with the most FLOPs, from a profiled run (median of 5)."""
+def heaviest_convs(exe, x: np.ndarray, k: int = 3, repeats: int = 10) -> list[tuple[str, float, float]]:
+    """(name, ms, GFLOP/s) of the k convs with the most FLOPs, from profiled runs (median of `repeats`)."""
     g = exe.graph
-    _, timings = exe.profile({g.inputs[0].name: x}, repeats=5)
+    time.sleep(SETTLE_S)  # the last engine's spinning workers asleep first, as for the model timings
+    _, timings = exe.profile({g.inputs[0].name: x}, repeats=repeats)
     by_name = {n.name: n for n in g.nodes}
     rows = []
     for t in timings:
@@ -158,7 +159,7 @@ def bench_model(name: str, repeats: int, relax: bool, tuned: dict | None = None)
             samples[k] += [_timed(fn) for _ in range(block)]
     med = {k: statistics.median(v) * 1e3 for k, v in samples.items()}
     return {"model": name, "ms": med, "compile_s": ctimes, "err_vs_ort": err, "fallbacks": exe.fallbacks,
-            "convs": heaviest_convs(exe, x)}
+            "convs": heaviest_convs(exe, x, repeats=max(repeats, 10))}
 
 
 def check_all() -> int:

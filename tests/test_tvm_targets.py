@@ -21,7 +21,7 @@ pytest.importorskip("tvm")
 
 import lpdc  # noqa: E402
 from lpdc.backends.tvm.artifact import library_files, load_tvm_artifact, save_tvm_artifact  # noqa: E402
-from lpdc.backends.tvm.cuda_compile import ptx_compiler, ptxas  # noqa: E402
+from lpdc.backends.tvm.cuda_compile import assemble, compile_ptx, ptx_compiler, ptx_compilers, ptxas  # noqa: E402
 from lpdc.backends.tvm.target import host_mcpu, tvm_target  # noqa: E402
 from lpdc.errors import LpdcTargetError  # noqa: E402
 from lpdc.tools import zoo  # noqa: E402
@@ -95,15 +95,38 @@ def test_nvidia_compilers_accept_cuda_source(cuda_build) -> None:
         assert files["tvm/kernels.cubin"][:4] == b"\x7fELF"
 
 
-@pytest.mark.skipif(ptx_compiler() is None, reason="neither nvcc nor NVRTC (pip nvidia-cuda-nvrtc-cu12) is installed")
-def test_rejected_cuda_source_is_an_lpdc_error(tmp_path: Path) -> None:
-    from lpdc.backends.tvm.cuda_compile import compile_ptx
+@pytest.mark.parametrize("how", ["nvcc", "nvrtc"])
+def test_each_installed_compiler_accepts_the_source(how: str, cuda_build, tmp_path: Path) -> None:
+    """Both routes checked wherever both exist: nvcc (CUDA toolkit) and NVRTC (the pip wheels)."""
+    from lpdc.backends.tvm.artifact import cuda_source
 
+    if how not in ptx_compilers():
+        pytest.skip(f"{how} is not installed here (nvcc: CUDA toolkit; nvrtc: pip nvidia-cuda-nvrtc-cu12)")
+    src = tmp_path / "kernels.cu"
+    src.write_text(cuda_source(cuda_build))
+    assert compile_ptx(src, tmp_path / "kernels.ptx", "sm_80", how=how) == how
+    ptx = (tmp_path / "kernels.ptx").read_text()
+    assert ".target sm_80" in ptx and ptx.count(".entry") >= len(cuda_build.plan.kernels)
+    if ptxas() is not None:
+        assemble(tmp_path / "kernels.ptx", tmp_path / "kernels.cubin", "sm_80")
+        assert (tmp_path / "kernels.cubin").read_bytes()[:4] == b"\x7fELF"
+
+
+@pytest.mark.parametrize("how", ["nvcc", "nvrtc"])
+def test_rejected_cuda_source_is_an_lpdc_error(how: str, tmp_path: Path) -> None:
+    if how not in ptx_compilers():
+        pytest.skip(f"{how} is not installed here")
     src = tmp_path / "bad.cu"
     src.write_text('extern "C" __global__ void k(float* x) { x[threadIdx.x] = undefined_name; }\n')
     with pytest.raises(LpdcTargetError, match="undefined_name"):
-        compile_ptx(src, tmp_path / "bad.ptx", "sm_80")
+        compile_ptx(src, tmp_path / "bad.ptx", "sm_80", how=how)
     assert not (tmp_path / "bad.ptx").exists()
+
+
+def test_asking_for_a_missing_compiler_is_an_lpdc_error(tmp_path: Path, monkeypatch) -> None:
+    monkeypatch.setattr(shutil, "which", lambda name: None)
+    with pytest.raises(LpdcTargetError, match="'nvcc' is not installed"):
+        compile_ptx(tmp_path / "k.cu", tmp_path / "k.ptx", "sm_80", how="nvcc")
 
 
 def test_host_mcpu_from_flags() -> None:

@@ -45,19 +45,26 @@ def ptxas() -> str | None:
     return str(p) if p is not None and p.exists() else None
 
 
-def ptx_compiler() -> str | None:
-    """"nvcc", "nvrtc" or None: what compile_ptx would use here."""
-    if shutil.which("nvcc"):
-        return "nvcc"
+def ptx_compilers() -> list[str]:
+    """The CUDA C -> PTX compilers installed here, preferred first: "nvcc", "nvrtc"."""
+    found = ["nvcc"] if shutil.which("nvcc") else []
     if nvrtc_library() is not None and cccl_include() is not None:
-        return "nvrtc"
-    return None
+        found.append("nvrtc")
+    return found
 
 
-def compile_ptx(src: Path, dest: Path, arch: str) -> str:
-    """CUDA C `src` -> PTX `dest` for `arch` (e.g. sm_80) with nvcc, else NVRTC; returns which.
-    Raises LpdcTargetError with the compiler's message when it rejects the source."""
-    how = ptx_compiler()
+def ptx_compiler() -> str | None:
+    """"nvcc", "nvrtc" or None: what compile_ptx uses here by default."""
+    return next(iter(ptx_compilers()), None)
+
+
+def compile_ptx(src: Path, dest: Path, arch: str, how: str | None = None) -> str:
+    """CUDA C `src` -> PTX `dest` for `arch` (e.g. sm_80) with `how` (default: nvcc, else NVRTC);
+    returns which. Raises LpdcTargetError with the compiler's message when it rejects the source."""
+    how = how or ptx_compiler()
+    if how is not None and how not in ptx_compilers():
+        raise LpdcTargetError(f"CUDA compiler {how!r} is not installed here (found: {ptx_compilers()})",
+                              where=str(src))
     if how == "nvcc":
         r = subprocess.run(["nvcc", "-ptx", f"-arch={arch}", str(src), "-o", str(dest)], capture_output=True,
                            text=True, timeout=300, check=False)
