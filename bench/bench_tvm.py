@@ -6,7 +6,7 @@ Winograd timed here, the fastest kept; times cached on disk, so the tuned build 
 first build's only when the cache is empty), export the same graph to ONNX
 (lpdc.frontends.onnx_export) and load it in ONNX Runtime (CPU provider, 2 threads) and, unless
 --no-relax, in TVM Relax (from_onnx + tvm.compile, no tuning). All engines run in this one process, in
-blocks of consecutive runs per engine over two rounds (load drifts hit each alike), median of
+blocks of consecutive runs per engine over --rounds rounds (load drifts hit each alike), median of
 --repeats runs each; outputs (the softmax) are checked against ONNX Runtime. Also reports the
 measured fp32 GEMM peak (NumPy/BLAS, 2 threads) and the achieved GFLOP/s of each model's three
 heaviest conv layers.
@@ -118,23 +118,26 @@ def _relax_engine(path: Path, x: np.ndarray) -> Callable[[], object]:
 
 
 def heaviest_convs(exe, x: np.ndarray, k: int = 3, repeats: int = 10) -> list[tuple[str, float, float]]:
-    """(name, ms, GFLOP/s) of the k convs with the most FLOPs, from profiled runs (median of `repeats`)."""
+    """(name, ms, GFLOP/s) of the k conv kernels with the most FLOPs, from profiled runs (median of
+    `repeats`). A fused kernel (depthwise + 1x1) counts both convs, named "dw+pw"."""
     g = exe.graph
     time.sleep(SETTLE_S)  # the last engine's spinning workers asleep first, as for the model timings
     _, timings = exe.profile({g.inputs[0].name: x}, repeats=repeats)
-    by_name = {n.name: n for n in g.nodes}
+    steps = {s.node.name: s for s in exe.plan.steps}
     rows = []
     for t in timings:
-        n = by_name[t.name]
-        if n.op != "conv":
+        s = steps[t.name]
+        nodes = [s.node, *s.fused]
+        if s.node.op != "conv":
             continue
-        f = n.schema.flops([v.type if v is not None else None for v in n.inputs], [v.type for v in n.outputs], n.attrs)
-        rows.append((2 * f.mul, t.name, t.seconds))
+        flops = sum(2 * n.schema.flops([v.type if v is not None else None for v in n.inputs],
+                                       [v.type for v in n.outputs], n.attrs).mul for n in nodes)
+        rows.append((flops, "+".join(n.name for n in nodes), t.seconds))
     rows.sort(reverse=True)
     return [(name, s * 1e3, fl / s / 1e9) for fl, name, s in rows[:k]]
 
 
-def bench_model(name: str, repeats: int, relax: bool, tuned: dict | None = None) -> dict:
+def bench_model(name: str, repeats: int, relax: bool, tuned: dict | None = None, rounds: int = 2) -> dict:
     g = zoo.build(name)
     x = np.random.default_rng(0).standard_normal(g.inputs[0].type.shape).astype(np.float32)
     engines, ctimes, exe = build_engines(g, x, relax, tuned)
@@ -147,10 +150,11 @@ def bench_model(name: str, repeats: int, relax: bool, tuned: dict | None = None)
     for fn in engines.values():
         for _ in range(3):
             fn()
-    # Blocks of consecutive runs per engine, two rounds (A B C A B C): runs of one engine back to
+    # Blocks of consecutive runs per engine, in rounds (A B C A B C ...): runs of one engine back to
     # back keep another engine's spinning worker threads (TVM's pool, ORT's) out of its timings,
-    # and the second round spreads slow drifts in machine load over all engines.
-    for block in (repeats - repeats // 2, repeats // 2):
+    # and the rounds spread slow drifts in machine load over all engines.
+    rounds = max(1, min(rounds, repeats))
+    for block in [repeats // rounds + (r < repeats % rounds) for r in range(rounds)]:
         for k, fn in engines.items():
             # Both runtimes' worker threads spin-wait after a parallel region; a pause lets the
             # previous engine's threads fall asleep before this engine's runs start.
@@ -188,6 +192,7 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--models", default=DEFAULT_MODELS)
     p.add_argument("--repeats", type=int, default=10)
+    p.add_argument("--rounds", type=int, default=2, help="rounds of engine blocks the repeats are split into")
     p.add_argument("--no-relax", action="store_true", help="skip TVM Relax's default build")
     p.add_argument("--check-all", action="store_true")
     p.add_argument("--no-tuned", action="store_true", help="skip the tuned lpdc build (variants measured here)")
@@ -207,7 +212,7 @@ def main(argv: list[str] | None = None) -> int:
           + "  lpdc/ort" + ("  tuned/ort  tuned build s" if tuned else "") + "  lpdc build s  err vs ort")
     rows = []
     for name in args.models.split(","):
-        r = bench_model(name, args.repeats, not args.no_relax, tuned)
+        r = bench_model(name, args.repeats, not args.no_relax, tuned, args.rounds)
         rows.append(r)
         ms = r["ms"]
         extra = f"  {ms['tuned'] / ms['ort']:9.2f}  {r['compile_s']['tuned']:13.1f}" if tuned else ""

@@ -140,7 +140,7 @@ def test_neon_build_under_qemu(m: int, monkeypatch) -> None:
     tt = tvm_target("a72")
     plan = winograd_plan(g, m, tt.vec)
     monkeypatch.setattr(qemu, "cross_build",
-                        lambda graph, device, knobs: (plan, build_module(plan, tt, parallel=False)))
+                        lambda graph, device, knobs, fuse_depthwise: (plan, build_module(plan, tt, parallel=False)))
     rng = np.random.default_rng(1)
     feeds = {v.name: rng.standard_normal(v.type.shape).astype(np.float32) for v in g.inputs}
     (out,) = g.outputs

@@ -205,8 +205,11 @@ def time_layers(exe: Any, inputs: Mapping[str, np.ndarray], repeats: int,
         if t.op == "const":
             continue
         s = Stats.of([r[i].seconds for r in runs])
-        flops, nbytes = _work(nodes[t.name]) if t.name in nodes else (0, 0)
-        out.append(LayerTiming(t.name, t.op, t.primitive, s.median_ms, s.min_ms, s.max_ms, flops, nbytes))
+        # A fused kernel (named a+b) did all its nodes' work; bytes: theirs summed, an upper bound.
+        work = [_work(nodes[n]) for n in (t.name, *t.fused) if n in nodes]
+        flops, nbytes = sum(w[0] for w in work), sum(w[1] for w in work)
+        out.append(LayerTiming("+".join((t.name, *t.fused)), t.op, t.primitive, s.median_ms, s.min_ms, s.max_ms,
+                               flops, nbytes))
     return out
 
 

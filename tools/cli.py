@@ -171,7 +171,8 @@ def cmd_run(args: argparse.Namespace) -> int:
     }
     if timings:
         report["total_ms"] = sum(t.seconds for t in timings) * 1e3
-        report["layers"] = [{"name": t.name, "op": t.op, "ms": t.seconds * 1e3} for t in timings if t.op != "const"]
+        report["layers"] = [{"name": t.name, "op": t.op, "ms": t.seconds * 1e3,
+                             **({"fused": list(t.fused)} if t.fused else {})} for t in timings if t.op != "const"]
     if args.save_outputs:
         np.savez(args.save_outputs, **outputs)
     if args.json:

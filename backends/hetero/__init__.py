@@ -55,7 +55,7 @@ def measure_times(graph: Graph, gpu_full: Any, rt: Any, repeats: int = 3) -> Any
     gpu_ok = _gpu_ok(gpu_full)
     launch_s, sync_s, enqueue_s = _round_trips(rt)
     inputs = random_inputs(graph)
-    cpu_exe = compile_tvm(graph, "x86")
+    cpu_exe = compile_tvm(graph, "x86", fuse_depthwise=False)  # a time per layer: the plan places layers
     cpu_exe.run(inputs)
     _, tc = cpu_exe.profile(inputs, repeats)
     gpu_exe = OpenCLExecutable(graph, gpu_full, rt)

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -32,6 +32,7 @@ class NodeTiming:
     op: str
     seconds: float
     primitive: str = ""
+    fused: tuple[str, ...] = ()  # later nodes computed by the same kernel: their time is in this one
 
 
 class Executable:
@@ -71,7 +72,7 @@ class Executable:
         """Run `repeats` times; per-node wall times are the median over the repeats."""
         runs = [self._execute(inputs, None, timed=True) for _ in range(max(1, repeats))]
         per_node = np.median(np.array([[t.seconds for t in r[1]] for r in runs]), axis=0)
-        timings = [NodeTiming(t.name, t.op, float(s), t.primitive) for t, s in zip(runs[0][1], per_node, strict=True)]
+        timings = [replace(t, seconds=float(s)) for t, s in zip(runs[0][1], per_node, strict=True)]
         return runs[-1][0], timings
 
     # ---- internals --------------------------------------------------------------------------

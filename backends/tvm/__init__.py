@@ -36,7 +36,7 @@ def tvm_device(tgt: Target) -> str:
 def compile_tvm(graph: Graph, target: str | Target = "x86", knobs: dict[str, Any] | None = None, *,
                 plan_memory: bool = False, progress: Progress | None = None, sparse: str = "auto",
                 variants: str = "default", ms_trials: int = 0, ms_layers: int = 3, ms_cache: str | None = None,
-                concat_inplace: bool = True, **options: Any):
+                concat_inplace: bool = True, fuse_depthwise: bool = True, **options: Any):
     """Lower, schedule and build `graph` (already optimised) for a TVM target.
 
     `knobs` maps conv node names to schedules.x86_conv.ConvKnobs (register tile, padding) that
@@ -51,6 +51,9 @@ def compile_tvm(graph: Graph, target: str | Target = "x86", knobs: dict[str, Any
     keep each only where it beats the template here; `exe.ms_kernels` records each (see ms_tuned.py).
     `concat_inplace`: channel concats run no kernel, their inputs' kernels write into the concat's
     buffer (concat_inplace.py), where the build runs here with every step a TVM kernel.
+    `fuse_depthwise`: a depthwise conv and the 1x1 conv reading it run as one kernel on CPU
+    targets (dw_pw_fusion.py); `exe.plan.steps` name the pairs (Step.fused). Not with
+    `plan_memory`: its arena is laid out for the graph's own nodes, each writing its output.
     """
     from .build import build_module, plan_graph
     from .executable import TvmExecutable
@@ -64,7 +67,8 @@ def compile_tvm(graph: Graph, target: str | Target = "x86", knobs: dict[str, Any
     from .variants import select_variants
 
     overrides, variant_choices = select_variants(graph, tt, variants, progress=progress)
-    plan = plan_graph(graph, tt, knobs, sparse=sparse, overrides=overrides)
+    plan = plan_graph(graph, tt, knobs, sparse=sparse, overrides=overrides,
+                      fuse_depthwise=fuse_depthwise and not plan_memory)
     if concat_inplace and tt.runs_here and not plan_memory:
         from .concat_inplace import place_concats
 

@@ -40,9 +40,8 @@ class TvmArena:
         self.data = aligned_empty((max(plan.arena_bytes, 1),), np.uint8)
         self._last: dict[str, float] = {}  # value name -> index of the last step reading it
         for i, s in enumerate(steps):
-            for v in s.node.inputs:
-                if v is not None:
-                    self._last[v.name] = i
+            for v in s.reads():
+                self._last[v.name] = i
         self._last.update(dict.fromkeys((v.name for v in outputs), math.inf))  # the caller reads them last
         self._views: dict[tuple[str, bool], np.ndarray | None] = {}
         self._held: dict[int, set[str]] = {}  # buffer id -> names of the values whose data it holds now

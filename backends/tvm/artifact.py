@@ -68,7 +68,8 @@ def save_tvm_artifact(exe: Any, path: str | os.PathLike[str], meta: dict[str, An
             "kernels": sorted(exe.plan.kernels),
             "variants": {k: r["picked"] for k, r in getattr(exe, "variant_choices", {}).items()},
             "sparse": {k: r["picked"] for k, r in exe.sparse_choices.items()},
-            "concat_inplace": bool(exe.plan.placements), **(meta or {})}
+            "concat_inplace": bool(exe.plan.placements),
+            "fuse_depthwise": any(low.schedule == "dw_pw" for low in exe.plan.kernels.values()), **(meta or {})}
     return save_artifact(exe.graph, path, info, library_files(exe))
 
 
@@ -101,7 +102,8 @@ def load_tvm_artifact(path: str | os.PathLike[str]) -> Any:
         from .variants import replay
 
         overrides = replay(graph, tt, meta["variants"], where=str(root))
-    plan = plan_graph(graph, tt, sparse=meta.get("sparse") or "auto", overrides=overrides)
+    plan = plan_graph(graph, tt, sparse=meta.get("sparse") or "auto", overrides=overrides,
+                      fuse_depthwise=bool(meta.get("fuse_depthwise")))
     if meta.get("concat_inplace"):
         from .concat_inplace import place_concats
 

@@ -44,6 +44,13 @@ class Step:
         """Whether value argument `i` is passed NHWC (4-D activations; others are as stored)."""
         return i not in self.nchw
 
+    def reads(self) -> list[Value]:
+        """The values the step reads at run time: a kernel's value arguments (a fused node's
+        inputs included, its intermediate results not), else its node's inputs."""
+        if self.func is not None:
+            return [a for a in self.args if isinstance(a, Value)]
+        return [v for v in self.node.inputs if v is not None]
+
     @property
     def output(self) -> Value:
         """The value the step writes: its node's output, or the last fused node's."""
@@ -73,13 +80,16 @@ def kernel_name(index: int, node: Node) -> str:
 
 def plan_graph(g: Graph, tt: TvmTarget, knobs: dict[str, Any] | None = None,
                only: set[str] | None = None, sparse: str | dict[str, str] = "auto",
-               overrides: dict[str, Lowered] | None = None) -> Plan:
+               overrides: dict[str, Lowered] | None = None, fuse_depthwise: bool = False) -> Plan:
     """Lower every node it can; identical kernels get one function. `knobs`: node name ->
     ConvKnobs overriding that conv's default register tile (the tuning hook). `only`: the names
     of the nodes to plan (a heterogeneous plan's CPU side); the others get no step. `sparse`:
     dense or sparse kernels for pruned FC / conv ("auto", "measure", "off", "on": sparse_select.py),
     or node name -> "sparse" | "dense" (earlier decisions replayed: an artifact's).
-    `overrides`: node name -> the kernel to use when the node stays dense (variants.py's pick)."""
+    `overrides`: node name -> the kernel to use when the node stays dense (variants.py's pick).
+    `fuse_depthwise`: a depthwise conv and the 1x1 conv reading it become one kernel where
+    dw_pw_fusion.pointwise_partner allows (CPU targets)."""
+    from .dw_pw_fusion import is_depthwise, lower_depthwise_pointwise, pointwise_partner
     from .sparse_select import pick_sparse
 
     choices: dict[str, dict[str, Any]] = {}
@@ -87,20 +97,35 @@ def plan_graph(g: Graph, tt: TvmTarget, knobs: dict[str, Any] | None = None,
     kernels: dict[str, Lowered] = {}
     by_key: dict[tuple, str] = {}
     absorbed: set[str] = set()
+    knobs, overrides, vec = knobs or {}, overrides or {}, max(tt.vec, 4)
+
+    def sparse_pick(node: Node) -> bool | None:
+        if isinstance(sparse, dict):
+            return {"sparse": True, "dense": False}.get(sparse.get(node.name, ""))
+        return pick_sparse(node, g, tt, knobs.get(node.name), sparse, choices)
+
+    def partner(node: Node) -> tuple[Node, Any] | None:
+        if not (fuse_depthwise and tt.kind == "cpu" and is_depthwise(node, g)) or len(node.output.users) != 1:
+            return None
+        pw = node.output.users[0]
+        if only is not None and pw.name not in only:
+            return None
+        return pointwise_partner(node, g, knobs.get(pw.name), overrides.get(pw.name), sparse_pick(pw),
+                                 vec, tt.registers)
+
     for node in g.nodes:
         if node.op in _SKIP or (only is not None and node.name not in only) or node.name in absorbed:
             continue
         try:
-            if isinstance(sparse, dict):
-                use_sparse = {"sparse": True, "dense": False}.get(sparse.get(node.name, ""))
+            use_sparse = sparse_pick(node)
+            pair = None if use_sparse else partner(node)
+            if pair is not None:
+                low = lower_depthwise_pointwise(node, *pair, g)
             else:
-                use_sparse = pick_sparse(node, g, tt, (knobs or {}).get(node.name), sparse, choices)
-            low = (overrides or {}).get(node.name) if not use_sparse else None
-            low = low or lower_node(node, g, max(tt.vec, 4), (knobs or {}).get(node.name), tt.registers,
-                                    sparse=use_sparse)
+                low = overrides.get(node.name) if not use_sparse else None
+                low = low or lower_node(node, g, vec, knobs.get(node.name), tt.registers, sparse=use_sparse)
             if only is not None and any(n.name not in only for n in low.absorbs):
-                low = lower_node(node, g, max(tt.vec, 4), (knobs or {}).get(node.name), tt.registers,
-                                 fuse=False)
+                low = lower_node(node, g, vec, knobs.get(node.name), tt.registers, fuse=False)
         except LpdcUnsupportedError as e:
             steps.append(Step(node, None, reason=e.message if hasattr(e, "message") else str(e)))
             continue
@@ -174,7 +199,7 @@ def _schedule_cpu(f: Any, low: Lowered, tt: TvmTarget, parallel: bool = True) ->
     from tvm import s_tir
 
     from .schedules.generic import schedule_generic_cpu
-    from .schedules.x86_conv import schedule_conv, schedule_depthwise, schedule_fc
+    from .schedules.x86_conv import schedule_conv, schedule_depthwise, schedule_depthwise_pointwise, schedule_fc
 
     vec = max(tt.vec, 4)
 
@@ -187,6 +212,8 @@ def _schedule_cpu(f: Any, low: Lowered, tt: TvmTarget, parallel: bool = True) ->
             schedule_conv(sch, low.info["shape"], low.info["knobs"])
         elif low.schedule == "depthwise":
             schedule_depthwise(sch, low.info["shape"], vec)
+        elif low.schedule == "dw_pw":
+            schedule_depthwise_pointwise(sch, low.info["dw_shape"], low.info["shape"], low.info["knobs"], vec)
         elif low.schedule == "fc":
             schedule_fc(sch, low.info["kb"], vec)
         elif low.schedule == "qconv":

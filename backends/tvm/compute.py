@@ -65,17 +65,18 @@ def activation(y: Any, kind: str, alpha: float, beta: float, slope: Any = None) 
     raise AssertionError(f"unknown activation {kind}")
 
 
-def _padded(x: Any, s: ConvShape, owp: int | None = None, nchw: bool = False) -> Any:
+def _padded(x: Any, s: ConvShape, owp: int | None = None, nchw: bool = False, name: str = "pad") -> Any:
     """Zero-pad x into NHWC (a separate stage: keeping the bounds test out of the FMA loop pays).
 
     `owp` > ow makes the conv compute extra (discarded) output columns, so a register tile
-    need not divide the width: the right padding grows to cover them. `nchw`: x arrives NCHW
-    (a graph input) and this stage also transposes it, so the runner need not.
+    need not divide the width: the right padding grows to cover them (unless x, a computed
+    tensor, is already that wide). `nchw`: x arrives NCHW (a graph input) and this stage also
+    transposes it, so the runner need not.
     """
     pt, pl, pb, pr = s.pad
     owp = owp or s.ow
     wp = max(s.w + pl + pr, (owp - 1) * s.stride[1] + (s.kw - 1) * s.dilation[1] + 1)
-    if not any(s.pad) and wp == s.w and not nchw:
+    if not any(s.pad) and not nchw and int(x.shape[2]) >= wp:
         return x
 
     def read(n: Any, i: Any, j: Any, c: Any) -> Any:
@@ -86,19 +87,21 @@ def _padded(x: Any, s: ConvShape, owp: int | None = None, nchw: bool = False) ->
         lambda n, i, j, c: tvm.tirx.if_then_else(
             tvm.tirx.all(i >= pt, i < s.h + pt, j >= pl, j < s.w + pl), read(n, i, j, c),
             tvm.tirx.const(0.0, x.dtype)),
-        name="pad")
+        name=name)
 
 
 def conv_nhwc(s: ConvShape, kb: int, epi: dict[str, Any], kp: int | None = None,
-              owp: int | None = None, x_nchw: bool = False) -> tuple[list[Any], Any]:
+              owp: int | None = None, x_nchw: bool = False, x: Any = None) -> tuple[list[Any], Any]:
     """Direct (grouped) conv; weights packed [Kp/kb, KH, KW, C/g, kb]. Returns (args, output).
 
     The conv stage computes Kp >= K channels and OWp >= OW columns (zero weights / discarded
     columns) so register tiles need not divide the layer; the epilogue writes the real K x OW.
-    `x_nchw`: the input arrives NCHW (see _padded); the output is NHWC all the same.
+    `x_nchw`: the input arrives NCHW (see _padded); the output is NHWC all the same. `x`: a
+    computed NHWC tensor to read instead of a placeholder (a fused producer; still args[0]).
     """
     kp, owp = kp or s.k, owp or s.ow
-    x = te.placeholder((s.n, s.c, s.h, s.w) if x_nchw else (s.n, s.h, s.w, s.c), name="x")
+    if x is None:
+        x = te.placeholder((s.n, s.c, s.h, s.w) if x_nchw else (s.n, s.h, s.w, s.c), name="x")
     cg, kg = s.c // s.group, s.k // s.group
     wp = te.placeholder((kp // kb, s.kh, s.kw, cg, kb), name="w")
     xp = _padded(x, s, owp, x_nchw)
@@ -115,20 +118,34 @@ def conv_nhwc(s: ConvShape, kb: int, epi: dict[str, Any], kp: int | None = None,
     return [x, wp, *args, out], out
 
 
-def depthwise_nhwc(s: ConvShape, epi: dict[str, Any], owp: int | None = None) -> tuple[list[Any], Any]:
-    """Depthwise conv (group == C == K); weights [KH, KW, C]; OWp >= OW columns computed."""
+def depthwise_nhwc(s: ConvShape, epi: dict[str, Any], owp: int | None = None,
+                   prefix: str = "", out_width: int | None = None) -> tuple[list[Any], Any]:
+    """Depthwise conv (group == C == K); weights [KH, KW, C]; OWp >= OW columns computed.
+
+    `prefix` names the stages and placeholders (a fused kernel holds two convs); `out_width`:
+    columns the epilogue writes (default OW; a fused consumer reads all OWp)."""
     owp = owp or s.ow
     x = te.placeholder((s.n, s.h, s.w, s.c), name="x")
-    wt = te.placeholder((s.kh, s.kw, s.c), name="w")
-    xp = _padded(x, s, owp)
+    wt = te.placeholder((s.kh, s.kw, s.c), name=f"{prefix}w")
+    xp = _padded(x, s, owp, name=f"{prefix}pad")
     rh, rw = te.reduce_axis((0, s.kh), "rh"), te.reduce_axis((0, s.kw), "rw")
     (sh, sw), (dh, dw) = s.stride, s.dilation
     conv = te.compute(
         (s.n, s.oh, owp, s.c),
         lambda n, i, j, c: te.sum(xp[n, i * sh + rh * dh, j * sw + rw * dw, c] * wt[rh, rw, c], axis=[rh, rw]),
-        name="conv")
-    args, out = _epilogue(conv, s.c, epi, (s.n, s.oh, s.ow, s.c))
+        name=f"{prefix}conv")
+    args, out = _epilogue(conv, s.c, epi, (s.n, s.oh, out_width or s.ow, s.c), prefix)
     return [x, wt, *args, out], out
+
+
+def depthwise_pointwise_nhwc(sd: ConvShape, epi_dw: dict[str, Any], sp: ConvShape, kb: int,
+                             epi_pw: dict[str, Any], kp: int, owp: int) -> tuple[list[Any], Any]:
+    """A depthwise conv feeding a 1x1 conv, as one kernel (dw_pw_fusion.py): the depthwise
+    result is an intermediate stage ("dw_*" blocks) the schedule computes a row at a time.
+    Arguments: x, dw weights, dw epilogue extras, then conv_nhwc's (packed weights, extras, out)."""
+    dw_args, y = depthwise_nhwc(sd, epi_dw, owp, prefix="dw_", out_width=owp)
+    pw_args, out = conv_nhwc(sp, kb, epi_pw, kp, owp, x=y)
+    return [*dw_args[:-1], *pw_args[1:]], out
 
 
 def fully_connected(x_shape: tuple[int, ...], m: int, k: int, kb: int, epi: dict[str, Any]) -> tuple[list[Any], Any]:
@@ -147,13 +164,13 @@ def fully_connected(x_shape: tuple[int, ...], m: int, k: int, kb: int, epi: dict
 
 
 def _epilogue(conv: Any, channels: int, epi: dict[str, Any],
-              shape: tuple[int, ...] | None = None) -> tuple[list[Any], Any]:
+              shape: tuple[int, ...] | None = None, prefix: str = "") -> tuple[list[Any], Any]:
     """out = act(conv + bias[c] + residual); returns (extra placeholders in argument order, out)."""
     shape = shape or tuple(int(d) for d in conv.shape)
     args: list[Any] = []
-    bias = te.placeholder((channels,), name="bias") if epi.get("bias") else None
-    res = te.placeholder(shape, name="residual") if epi.get("residual") else None
-    slope = te.placeholder((channels,), name="slope") if epi.get("activation") == "prelu" else None
+    bias = te.placeholder((channels,), name=f"{prefix}bias") if epi.get("bias") else None
+    res = te.placeholder(shape, name=f"{prefix}residual") if epi.get("residual") else None
+    slope = te.placeholder((channels,), name=f"{prefix}slope") if epi.get("activation") == "prelu" else None
     args += [t for t in (bias, res, slope) if t is not None]
 
     def body(*idx: Any) -> Any:
@@ -165,7 +182,7 @@ def _epilogue(conv: Any, channels: int, epi: dict[str, Any],
         return activation(y, epi.get("activation", "none"), epi.get("alpha", 0.0), epi.get("beta", 0.0),
                           None if slope is None else slope[idx[-1]])
 
-    return args, te.compute(shape, body, name="out")
+    return args, te.compute(shape, body, name=f"{prefix}out")
 
 
 def pack_conv_weight(w: np.ndarray, kb: int, kp: int | None = None) -> np.ndarray:

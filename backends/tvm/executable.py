@@ -21,7 +21,7 @@ from ...ir import Graph, Value, dtypes
 from ..numpy.executable import Executable as NumpyExecutable
 from ..numpy.executable import NodeTiming
 from ..numpy.kernels import get_kernel
-from ..run_support import GraphIO, last_uses, median_profile
+from ..run_support import GraphIO, last_reads, median_profile
 from .build import Plan, Step
 from .lower import is_act4, nhwc_shape
 
@@ -61,7 +61,7 @@ class TvmExecutable(GraphIO):
         self._ref = NumpyExecutable(graph)  # input checking and the fallback interpreter's contract
         self._funcs: dict[str, Any] = {}
         self._steps = [self._bind(s) for s in plan.steps]
-        self._dead_after = last_uses([s.node for s in plan.steps], set(graph.outputs))
+        self._dead_after = last_reads([s.reads() for s in plan.steps], set(graph.outputs))
         self._arena = None
         if runs_here:
             from .threads import ensure_threads
@@ -149,7 +149,8 @@ class TvmExecutable(GraphIO):
             else:
                 self._run_tvm(s, env, i)
             if times is not None:
-                times.append(NodeTiming(s.node.name, s.node.op, time.perf_counter() - t0, "tvm" if s.func else "numpy"))
+                times.append(NodeTiming(s.node.name, s.node.op, time.perf_counter() - t0, "tvm" if s.func else "numpy",
+                                        tuple(n.name for n in s.fused)))
             for v in self._dead_after[i]:  # free activations after their last reader (both layouts)
                 env.pop((v, False), None)
                 env.pop((v, True), None)

@@ -79,15 +79,17 @@ static void check(int rc, const char* node) {
 """
 
 
-def cross_build(graph: Graph, device: str = "a72", knobs: dict[str, Any] | None = None) -> tuple[Plan, Any]:
+def cross_build(graph: Graph, device: str = "a72", knobs: dict[str, Any] | None = None,
+                fuse_depthwise: bool = True) -> tuple[Plan, Any]:
     """Plan and build `graph` (already optimised) for a72/a53 with serial loops: (plan, TVM Executable).
+    The kernels are compile_tvm's for the device (`fuse_depthwise` as there).
 
     Raises LpdcUnsupportedError when a node has no TVM kernel (it would need the NumPy fallback).
     """
     if device not in _CPU:
         raise LpdcTargetError(f"qemu runs the a72 or a53 builds, not {device!r}", where=device)
     tt = tvm_target(device)
-    plan = plan_graph(graph, tt, knobs)
+    plan = plan_graph(graph, tt, knobs, fuse_depthwise=fuse_depthwise)
     if plan.fallbacks:
         raise LpdcUnsupportedError("the qemu harness runs TVM kernels only; these nodes would run on NumPy: "
                                    + ", ".join(f"{k} ({v})" for k, v in sorted(plan.fallbacks.items())),
@@ -96,14 +98,15 @@ def cross_build(graph: Graph, device: str = "a72", knobs: dict[str, Any] | None 
 
 
 def run_under_qemu(graph: Graph, inputs: Mapping[str, np.ndarray], device: str = "a72",
-                   knobs: dict[str, Any] | None = None, timeout: float = 120.0) -> dict[str, np.ndarray]:
+                   knobs: dict[str, Any] | None = None, timeout: float = 120.0,
+                   fuse_depthwise: bool = True) -> dict[str, np.ndarray]:
     """Run optimised `graph` on `inputs` as AArch64 code under qemu; returns {output name: array} (NCHW)."""
     missing = [t for t in (CROSS_GCC, QEMU) if shutil.which(t) is None]
     if missing:
         raise LpdcTargetError(f"running AArch64 kernels needs {' and '.join(missing)} "
                               "(Debian: apt-get install gcc-aarch64-linux-gnu qemu-user)", where=device)
     feeds = NumpyExecutable(graph)._bind_inputs(inputs)  # the reference's input checks and dtypes
-    plan, lib = cross_build(graph, device, knobs)
+    plan, lib = cross_build(graph, device, knobs, fuse_depthwise)
     with tempfile.TemporaryDirectory(prefix="lpdc_qemu_") as tmp:
         d = Path(tmp)
         src, outs = harness(graph, plan, feeds, d)
@@ -168,7 +171,7 @@ def harness(graph: Graph, plan: Plan, feeds: Mapping[Value, np.ndarray],
         assert s.func is not None  # cross_build refused fallbacks
         args = [value(a, s.reads_nhwc(i)) if isinstance(a, Value) else tensor(a.shape, a)
                 for i, a in enumerate(s.args)]
-        out = tensors[s.node.output] = tensor(nhwc_shape(s.node.output), None)
+        out = tensors[s.output] = tensor(nhwc_shape(s.output), None)
         args.append(out)
         if s.func not in funcs:
             funcs.append(s.func)

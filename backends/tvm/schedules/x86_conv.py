@@ -160,13 +160,36 @@ def schedule_depthwise(sch: s_tir.Schedule, s: ConvShape, vec: int) -> None:
     width; the epilogue runs under the tile loop reading the register cache).
     """
     conv = sch.get_sblock("conv")
-    out = sch.get_sblock("out")
-    lanes = max(d for d in divisors(s.c) if d <= vec)
-    n, i, j, c, rh, rw = sch.get_loops(conv)
-    jo, ji = sch.split(j, [None, depthwise_ow_tile(s)])
-    co, ci = sch.split(c, [None, lanes])
-    sch.reorder(n, i, jo, co, rh, rw, ji, ci)
+    n, i, j, c, _, _ = sch.get_loops(conv)
     sch.parallel(sch.fuse(n, i))
+    _depthwise_tile(sch, "", j, c, depthwise_ow_tile(s), max(d for d in divisors(s.c) if d <= vec), vec)
+
+
+def schedule_depthwise_pointwise(sch: s_tir.Schedule, sd: ConvShape, sp: ConvShape, kn: ConvKnobs,
+                                 vec: int) -> None:
+    """compute.depthwise_pointwise_nhwc: the 1x1 conv scheduled as alone (rows outermost, so
+    `kn.rows_outer` must hold), and the depthwise row it reads computed under that row loop
+    into a row buffer that stays in L1/L2 instead of a whole activation going out and back."""
+    schedule_conv(sch, sp, kn)
+    row = sch.get_loops(sch.get_sblock("out"))[0]
+    sch.compute_at(sch.get_sblock("dw_out"), row)
+    conv = sch.get_sblock("dw_conv")
+    sch.compute_at(conv, row)
+    j, c = sch.get_loops(conv)[-4:-2]
+    width = int(sch.get(j).extent)
+    _depthwise_tile(sch, "dw_", j, c, max(d for d in divisors(width) if d <= 8),
+                    max(d for d in divisors(sd.c) if d <= vec), vec)
+
+
+def _depthwise_tile(sch: s_tir.Schedule, prefix: str, j: object, c: object, ow_tile: int, lanes: int,
+                    vec: int) -> None:
+    """The depthwise register tile on the `prefix`conv block (loops ..., j, c, rh, rw): ow_tile
+    pixels x `lanes` channels of accumulators, the epilogue under the tile reading them."""
+    conv, out = sch.get_sblock(f"{prefix}conv"), sch.get_sblock(f"{prefix}out")
+    rh, rw = sch.get_loops(conv)[-2:]
+    jo, ji = sch.split(j, [None, ow_tile])
+    co, ci = sch.split(c, [None, lanes])
+    sch.reorder(jo, co, rh, rw, ji, ci)
     cache = sch.cache_write(conv, 0, "local")
     sch.reverse_compute_at(cache, co)
     sch.reverse_compute_at(out, co)
@@ -178,8 +201,8 @@ def schedule_depthwise(sch: s_tir.Schedule, s: ConvShape, vec: int) -> None:
     _vectorize_tail(sch, out, sch.get_loops(out)[-1], vec)
     # Depthwise is memory-bound: a padded copy of the input costs more than the bounds tests it
     # saves (MobileNet v2's 17 depthwise convs: 0.85 -> 0.71 ms in the model, interleaved runs).
-    if _has_block(sch, "pad"):
-        sch.compute_inline(sch.get_sblock("pad"))
+    if _has_block(sch, f"{prefix}pad"):
+        sch.compute_inline(sch.get_sblock(f"{prefix}pad"))
 
 
 def schedule_fc(sch: s_tir.Schedule, kb: int, vec: int) -> None:
