@@ -155,3 +155,15 @@ def test_a_sparse_1x1_keeps_its_sparse_kernel() -> None:
     fused, _, _ = check(g, sparse="on")
     assert not fused_pairs(fused)
     assert fused.sparse_choices["sep/pw"]["picked"] == "sparse"
+
+
+def test_measured_variants_keep_the_pair_fused(tmp_path, monkeypatch) -> None:
+    monkeypatch.setenv("LPDC_TVM_TIMES", str(tmp_path / "times.json"))
+    tuned, got, feeds = check(block_net(32, 16, 1, 48), variants="measure")
+    assert fused_pairs(tuned) == [("sep/dw", "sep/pw")]
+    labels = tuned.variant_choices["sep/pw"]["times"]
+    assert len(labels) > 1 and all(label.endswith("rows-outer") for label in labels)  # only tiles that fuse
+    back = load_tvm_artifact(save_tvm_artifact(tuned, tmp_path / "art"))
+    assert fused_pairs(back) == fused_pairs(tuned)
+    for k, v in back.run(feeds).items():
+        np.testing.assert_array_equal(v, got[k])

@@ -66,9 +66,14 @@ def compile_tvm(graph: Graph, target: str | Target = "x86", knobs: dict[str, Any
     graph = materialize_weights(graph)
     from .variants import select_variants
 
-    overrides, variant_choices = select_variants(graph, tt, variants, progress=progress)
-    plan = plan_graph(graph, tt, knobs, sparse=sparse, overrides=overrides,
-                      fuse_depthwise=fuse_depthwise and not plan_memory)
+    fuse_depthwise = fuse_depthwise and not plan_memory and tt.kind == "cpu"
+    keep_rows_outer = set()
+    if fuse_depthwise and variants != "default":
+        from .dw_pw_fusion import fusable_pointwise
+
+        keep_rows_outer = fusable_pointwise(graph, max(tt.vec, 4), tt.registers)
+    overrides, variant_choices = select_variants(graph, tt, variants, progress=progress, rows_outer=keep_rows_outer)
+    plan = plan_graph(graph, tt, knobs, sparse=sparse, overrides=overrides, fuse_depthwise=fuse_depthwise)
     if concat_inplace and tt.runs_here and not plan_memory:
         from .concat_inplace import place_concats
 

@@ -119,8 +119,11 @@ def _winograd(node: Node, g: Graph, vec: int) -> list[tuple[str, Lowered]]:
 
 
 def select_variants(g: Graph, tt: TvmTarget, mode: str, only: set[str] | None = None,
-                    progress: Progress | None = None) -> tuple[dict[str, Lowered], dict[str, dict[str, Any]]]:
-    """(node name -> the kernel to use, node name -> the decision record) under `mode`."""
+                    progress: Progress | None = None, rows_outer: frozenset[str] | set[str] = frozenset(),
+                    ) -> tuple[dict[str, Lowered], dict[str, dict[str, Any]]]:
+    """(node name -> the kernel to use, node name -> the decision record) under `mode`.
+    `rows_outer`: convs whose candidates are the rows-outer tiles only (1x1 convs that fuse with
+    their depthwise producer only on such a tile: dw_pw_fusion.py)."""
     if mode not in MODES:
         raise LpdcError(f"variants must be one of {', '.join(MODES)}, not {mode!r}")
     if mode == "default":
@@ -138,6 +141,8 @@ def select_variants(g: Graph, tt: TvmTarget, mode: str, only: set[str] | None = 
     try:
         for node in convs:
             options = candidates(node, g, tt)
+            if node.name in rows_outer:
+                options = [o for o in options if o[1].schedule == "conv" and o[1].info["knobs"].rows_outer]
             if len(options) > 1:
                 times, how = {}, "cached"
                 for label, low in options:
