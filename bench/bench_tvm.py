@@ -7,7 +7,8 @@ first build's only when the cache is empty), export the same graph to ONNX
 (lpdc.frontends.onnx_export) and load it in ONNX Runtime (CPU provider, 2 threads) and, unless
 --no-relax, in TVM Relax (from_onnx + tvm.compile, no tuning). All engines run in this one process, in
 blocks of consecutive runs per engine over --rounds rounds (load drifts hit each alike), median of
---repeats runs each; outputs (the softmax) are checked against ONNX Runtime. Also reports the
+--repeats runs each; the ratios to ONNX Runtime are medians of per-round ratios (a drift in machine
+speed between rounds cancels); outputs (the softmax) are checked against ONNX Runtime. Also reports the
 measured fp32 GEMM peak (NumPy/BLAS, 2 threads) and the achieved GFLOP/s of each model's three
 heaviest conv layers.
 
@@ -137,7 +138,7 @@ def heaviest_convs(exe, x: np.ndarray, k: int = 3, repeats: int = 10) -> list[tu
     return [(name, s * 1e3, fl / s / 1e9) for fl, name, s in rows[:k]]
 
 
-def bench_model(name: str, repeats: int, relax: bool, tuned: dict | None = None, rounds: int = 2) -> dict:
+def bench_model(name: str, repeats: int, relax: bool, tuned: dict | None = None, rounds: int = 5) -> dict:
     g = zoo.build(name)
     x = np.random.default_rng(0).standard_normal(g.inputs[0].type.shape).astype(np.float32)
     engines, ctimes, exe = build_engines(g, x, relax, tuned)
@@ -154,16 +155,23 @@ def bench_model(name: str, repeats: int, relax: bool, tuned: dict | None = None,
     # back keep another engine's spinning worker threads (TVM's pool, ORT's) out of its timings,
     # and the rounds spread slow drifts in machine load over all engines.
     rounds = max(1, min(rounds, repeats))
+    per_round: dict[str, list[float]] = {k: [] for k in engines}
     for block in [repeats // rounds + (r < repeats % rounds) for r in range(rounds)]:
         for k, fn in engines.items():
             # Both runtimes' worker threads spin-wait after a parallel region; a pause lets the
             # previous engine's threads fall asleep before this engine's runs start.
             time.sleep(SETTLE_S)
             fn()  # warm-up
-            samples[k] += [_timed(fn) for _ in range(block)]
+            runs = [_timed(fn) for _ in range(block)]
+            samples[k] += runs
+            per_round[k].append(statistics.median(runs))
     med = {k: statistics.median(v) * 1e3 for k, v in samples.items()}
-    return {"model": name, "ms": med, "compile_s": ctimes, "err_vs_ort": err, "fallbacks": exe.fallbacks,
-            "convs": heaviest_convs(exe, x, repeats=max(repeats, 10))}
+    # Ratios to ONNX Runtime within each round, then their median: the machine's speed drifts
+    # between rounds (by 1.5-2x on a shared VM) but hardly within one.
+    ort = per_round["ort"]
+    ratio = {k: statistics.median([a / b for a, b in zip(v, ort, strict=True)]) for k, v in per_round.items()}
+    return {"model": name, "ms": med, "ratio": ratio, "compile_s": ctimes, "err_vs_ort": err,
+            "fallbacks": exe.fallbacks, "convs": heaviest_convs(exe, x, repeats=max(repeats, 10))}
 
 
 def check_all() -> int:
@@ -192,7 +200,7 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--models", default=DEFAULT_MODELS)
     p.add_argument("--repeats", type=int, default=10)
-    p.add_argument("--rounds", type=int, default=2, help="rounds of engine blocks the repeats are split into")
+    p.add_argument("--rounds", type=int, default=5, help="rounds of engine blocks the repeats are split into")
     p.add_argument("--no-relax", action="store_true", help="skip TVM Relax's default build")
     p.add_argument("--check-all", action="store_true")
     p.add_argument("--no-tuned", action="store_true", help="skip the tuned lpdc build (variants measured here)")
@@ -215,9 +223,9 @@ def main(argv: list[str] | None = None) -> int:
         r = bench_model(name, args.repeats, not args.no_relax, tuned, args.rounds)
         rows.append(r)
         ms = r["ms"]
-        extra = f"  {ms['tuned'] / ms['ort']:9.2f}  {r['compile_s']['tuned']:13.1f}" if tuned else ""
+        extra = f"  {r['ratio']['tuned']:9.2f}  {r['compile_s']['tuned']:13.1f}" if tuned else ""
         print(f"{name:15s} " + " ".join(f"{ms[c]:10.2f}" for c in cols)
-              + f"  {ms['lpdc'] / ms['ort']:8.2f}{extra}  {r['compile_s']['lpdc']:12.1f}  {r['err_vs_ort']:.1e}",
+              + f"  {r['ratio']['lpdc']:8.2f}{extra}  {r['compile_s']['lpdc']:12.1f}  {r['err_vs_ort']:.1e}",
               flush=True)
     for r in rows:
         convs = ", ".join(f"{n} {ms:.2f} ms {gf:.0f} GF/s ({gf / peak:.0%})" for n, ms, gf in r["convs"])

@@ -7,6 +7,8 @@ recompile measures nothing. Whatever is picked must compute the reference's numb
 
 from __future__ import annotations
 
+import time
+
 import numpy as np
 import pytest
 
@@ -107,3 +109,43 @@ def test_cli_compile_explains_the_measured_kernel_choices(tmp_path, monkeypatch,
     assert "fc1: dense (too dense" in out  # an unpruned FC is never timed sparse
     assert main(["compile", "zoo:tiny_cnn", "--target", "numpy", "--sparse", "on"]) == 1
     assert "not a TVM target" in capsys.readouterr().err
+
+
+def test_in_model_ratio_times_both_in_alternating_blocks():
+    from lpdc.backends.tvm.variant_check import in_model_ratio
+
+    calls = []
+    ratio, ta, tb = in_model_ratio(lambda: (calls.append("a"), time.sleep(0.002)),
+                                   lambda: (calls.append("b"), time.sleep(0.006)), rounds=3, block=2)
+    assert 2.0 < ratio < 4.5 and 0.002 <= ta < tb
+    assert "".join(calls) == "aaabbb" + "bbbaaa" + "aaabbb"  # a warm-up run, then the block; order alternates
+
+
+@pytest.mark.parametrize(("ratio", "kept"), [(0.9, "measured"), (1.1, "default")])
+def test_measured_picks_run_only_if_the_model_is_faster(ratio, kept, tmp_path, monkeypatch):
+    from lpdc.backends.tvm import variant_check
+    from lpdc.backends.tvm.artifact import load_tvm_artifact, save_tvm_artifact
+
+    monkeypatch.setenv(V.TIMES_ENV, str(tmp_path / "times.json"))
+    from lpdc.backends.tvm import sparse_select
+
+    def fake(low, tt):  # the largest ow_tile is "fastest": picks that differ from the default tiles
+        kn = low.info.get("knobs")
+        return 1.0 / (kn.ow_tile * 1000 + kn.oc_tile) if kn is not None else 1.0
+
+    monkeypatch.setattr(sparse_select, "time_lowered", fake)
+    monkeypatch.setattr(variant_check, "in_model_ratio", lambda a, b: (ratio, 1e-3, ratio * 1e-3))
+    g = _net()
+    exe = compile_tvm(g, "x86", variants="measure")
+    default = compile_tvm(g, "x86")
+    assert exe.variant_check["kept"] == kept
+    assert all(r["used"] == (kept == "measured") for r in exe.variant_choices.values())
+    same_kernels = {low.key for low in exe.plan.kernels.values()} == {low.key for low in default.plan.kernels.values()}
+    assert same_kernels == (kept == "default")
+    x = {"data": np.random.default_rng(3).standard_normal((1, 16, 14, 14)).astype(np.float32)}
+    got = exe.run(x)
+    assert_matches(got, compile_numpy(g).run(x), rtol=1e-5)
+    back = load_tvm_artifact(save_tvm_artifact(exe, tmp_path / "art"))  # replays exactly what ran
+    assert {low.key for low in back.plan.kernels.values()} == {low.key for low in exe.plan.kernels.values()}
+    for k, v in back.run(x).items():
+        np.testing.assert_array_equal(v, got[k])

@@ -123,9 +123,14 @@ def _compile(args: argparse.Namespace, graph):
 
 def _explain_tvm(exe) -> None:
     """The TVM build's measured choices: per conv its kernel variants, per pruned layer dense/sparse."""
+    check = getattr(exe, "variant_check", {})
+    if check.get("kept"):
+        print(f"  kernel variants end to end: measured picks {check.get('measured_over_default', float('nan')):.3f} x "
+              f"the default tiles' time -> the {check['kept']} tiles run")
     for name, r in exe.variant_choices.items():
         times = ", ".join(f"{label} {t * 1e3:.3f} ms" for label, t in sorted(r["times"].items(), key=lambda kv: kv[1]))
-        print(f"  {name}: {r['picked']} ({r['how']}; {times})")
+        unused = "" if r.get("used", True) else ", not used"
+        print(f"  {name}: {r['picked']} ({r['how']}{unused}; {times})")
     for name, r in exe.sparse_choices.items():
         measured = ("" if r["dense_s"] is None
                     else f"; dense {r['dense_s'] * 1e3:.3f} ms, sparse {r['sparse_s'] * 1e3:.3f} ms")

@@ -36,7 +36,8 @@ def tvm_device(tgt: Target) -> str:
 def compile_tvm(graph: Graph, target: str | Target = "x86", knobs: dict[str, Any] | None = None, *,
                 plan_memory: bool = False, progress: Progress | None = None, sparse: str = "auto",
                 variants: str = "default", ms_trials: int = 0, ms_layers: int = 3, ms_cache: str | None = None,
-                concat_inplace: bool = True, fuse_depthwise: bool = True, **options: Any):
+                concat_inplace: bool = True, fuse_depthwise: bool = True, check_variants: bool = True,
+                **options: Any):
     """Lower, schedule and build `graph` (already optimised) for a TVM target.
 
     `knobs` maps conv node names to schedules.x86_conv.ConvKnobs (register tile, padding) that
@@ -46,7 +47,9 @@ def compile_tvm(graph: Graph, target: str | Target = "x86", knobs: dict[str, Any
     pruned FC / conv layers: "auto" (FC by density), "measure" (time both here, keep the faster),
     "off", "on"; `exe.sparse_choices` records each decision (see sparse_select.py). `variants`:
     "default" (scored register tiles) or "measure" (time each conv's tile / Winograd variants here,
-    keep the fastest; times cached on disk; `exe.variant_choices`, see variants.py). `ms_trials` > 0:
+    keep the fastest; times cached on disk; `exe.variant_choices`, see variants.py); with
+    `check_variants` the measured plan is then kept only if the whole model runs faster with it
+    than with the default tiles (`exe.variant_check`, see variant_check.py). `ms_trials` > 0:
     tune the `ms_layers` heaviest conv / FC kernels with meta_schedule (traces cached in `ms_cache`),
     keep each only where it beats the template here; `exe.ms_kernels` records each (see ms_tuned.py).
     `concat_inplace`: channel concats run no kernel, their inputs' kernels write into the concat's
@@ -73,27 +76,41 @@ def compile_tvm(graph: Graph, target: str | Target = "x86", knobs: dict[str, Any
 
         keep_rows_outer = fusable_pointwise(graph, max(tt.vec, 4), tt.registers)
     overrides, variant_choices = select_variants(graph, tt, variants, progress=progress, rows_outer=keep_rows_outer)
-    plan = plan_graph(graph, tt, knobs, sparse=sparse, overrides=overrides, fuse_depthwise=fuse_depthwise)
-    if concat_inplace and tt.runs_here and not plan_memory:
-        from .concat_inplace import place_concats
 
-        plan = place_concats(plan, set(graph.outputs))
-    tuned, ms_kernels = {}, {}
-    if ms_trials > 0:
-        from .ms_tuned import tune_plan
+    def make_plan(chosen: dict[str, Any]) -> Any:
+        p = plan_graph(graph, tt, knobs, sparse=sparse, overrides=chosen, fuse_depthwise=fuse_depthwise)
+        if concat_inplace and tt.runs_here and not plan_memory:
+            from .concat_inplace import place_concats
 
-        tuned, ms_kernels = tune_plan(plan, tt, ms_trials, ms_layers, ms_cache, progress)
-    lib = build_module(plan, tt, progress=progress, tuned=tuned)
-    seconds = time.perf_counter() - t0
-    if plan.fallbacks:
-        log.info("%d nodes run on the NumPy reference kernels: %s", len(plan.fallbacks), sorted(plan.fallbacks))
+            p = place_concats(p, set(graph.outputs))
+        return p
+
     memory = None
     if plan_memory:
         from ...passes.plan_memory import plan_memory as plan_arena
 
         memory = plan_arena(graph)
+    plan, lib, variant_check = make_plan(overrides), None, {}
+    if overrides and check_variants and tt.runs_here:
+        from .variant_check import keep_faster
+
+        plan, lib, variant_check = keep_faster(graph, plan, make_plan({}), tt, lambda p, built: TvmExecutable(
+            graph, p, built, tgt.name, True, memory_plan=memory))
+        for rec in variant_choices.values():  # the picks run only if the measured plan won in the model
+            rec["used"] = variant_check["kept"] == "measured"
+    tuned, ms_kernels = {}, {}
+    if ms_trials > 0:
+        from .ms_tuned import tune_plan
+
+        tuned, ms_kernels = tune_plan(plan, tt, ms_trials, ms_layers, ms_cache, progress)
+    if lib is None or tuned:
+        lib = build_module(plan, tt, progress=progress, tuned=tuned)
+    seconds = time.perf_counter() - t0
+    if plan.fallbacks:
+        log.info("%d nodes run on the NumPy reference kernels: %s", len(plan.fallbacks), sorted(plan.fallbacks))
     exe = TvmExecutable(graph, plan, lib, tgt.name, tt.runs_here, seconds, memory_plan=memory)
     exe.tvm_target = tt
     exe.variant_choices = variant_choices
+    exe.variant_check = variant_check
     exe.ms_kernels = ms_kernels
     return exe

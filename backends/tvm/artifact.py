@@ -66,7 +66,7 @@ def save_tvm_artifact(exe: Any, path: str | os.PathLike[str], meta: dict[str, An
     """Write the optimised graph, its weights and the compiled library as one artifact directory."""
     info = {"backend": "tvm", "target": exe.target_name, "fallbacks": exe.fallbacks,
             "kernels": sorted(exe.plan.kernels),
-            "variants": {k: r["picked"] for k, r in getattr(exe, "variant_choices", {}).items()},
+            "variants": {k: r["picked"] for k, r in getattr(exe, "variant_choices", {}).items() if r.get("used", True)},
             "sparse": {k: r["picked"] for k, r in exe.sparse_choices.items()},
             "concat_inplace": bool(exe.plan.placements),
             "fuse_depthwise": any(low.schedule == "dw_pw" for low in exe.plan.kernels.values()), **(meta or {})}

@@ -9,7 +9,8 @@ rule untimed (the scored tile, or Winograd where winograd.default_winograd_m say
 persist in a JSON file keyed by (target, threads, kernel) — `$LPDC_TVM_TIMES`, else
 ~/.cache/lpdc/tvm_kernel_times.json — so a recompile (or another model with the same layer
 shapes) measures nothing again. Every decision is recorded per node in
-`exe.variant_choices`: {"picked": label, "times": {label: seconds}, "how": "measured" | "cached"}.
+`exe.variant_choices`: {"picked": label, "times": {label: seconds}, "how": "measured" | "cached",
+"used": whether the picks run: variant_check.py keeps them only if the whole model is faster}.
 """
 
 from __future__ import annotations
