@@ -91,10 +91,11 @@ def compile_tvm(graph: Graph, target: str | Target = "x86", knobs: dict[str, Any
 
         memory = plan_arena(graph)
     plan, lib, variant_check = make_plan(overrides), None, {}
-    if overrides and check_variants and tt.runs_here:
+    default_plan = make_plan({}) if overrides and check_variants and tt.runs_here else None
+    if default_plan is not None and default_plan.kernel_keys != plan.kernel_keys:  # the picks change something
         from .variant_check import keep_faster
 
-        plan, lib, variant_check = keep_faster(graph, plan, make_plan({}), tt, lambda p, built: TvmExecutable(
+        plan, lib, variant_check = keep_faster(graph, plan, default_plan, tt, lambda p, built: TvmExecutable(
             graph, p, built, tgt.name, True, memory_plan=memory))
         for rec in variant_choices.values():  # the picks run only if the measured plan won in the model
             rec["used"] = variant_check["kept"] == "measured"

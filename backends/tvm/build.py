@@ -68,6 +68,11 @@ class Plan:
     placements: dict[Value, tuple[Value, int]] = field(default_factory=dict)
 
     @property
+    def kernel_keys(self) -> set[tuple]:
+        """What the plan's kernels compute and how (equal sets: the same library)."""
+        return {low.key for low in self.kernels.values()}
+
+    @property
     def fallbacks(self) -> dict[str, str]:
         """node name -> why it runs on NumPy."""
         return {s.node.name: s.reason for s in self.steps if s.func is None and s.node.op not in _SKIP}
