@@ -18,6 +18,7 @@ import numpy as np
 
 from ...errors import LpdcTargetError, LpdcUnsupportedError
 from ...ir import Graph, Node, Value
+from ..numpy.executable import NodeTiming
 from .lower import Lowered, lower_node
 from .target import TvmTarget
 
@@ -50,6 +51,10 @@ class Step:
         if self.func is not None:
             return [a for a in self.args if isinstance(a, Value)]
         return [v for v in self.node.inputs if v is not None]
+
+    def timing(self, seconds: float, primitive: str) -> NodeTiming:
+        """A profile record of this step, naming the nodes fused into its kernel."""
+        return NodeTiming(self.node.name, self.node.op, seconds, primitive, tuple(n.name for n in self.fused))
 
     @property
     def output(self) -> Value:

@@ -77,9 +77,8 @@ def lower_depthwise_pointwise(dw: Node, pw: Node, kn: Any, g: Graph) -> Lowered:
     return Lowered(tensors, args, "dw_pw", key, {"shape": sp, "knobs": kn, "dw_shape": sd}, absorbs=[pw])
 
 
-
 def fusable_pointwise(g: Graph, vec: int = 16, registers: int = 32) -> set[str]:
     """Names of the 1x1 convs that fuse with their depthwise producer under default knobs: the
     variant search keeps them on rows-outer tiles (variants.py), so tuning does not undo fusion."""
-    found = (pointwise_partner(n, g, vec=vec, registers=registers) for n in g.nodes if is_depthwise(n, g))
+    found = (pointwise_partner(n, g, vec=vec, registers=registers) for n in g.nodes)
     return {pair[0].name for pair in found if pair is not None}

@@ -149,8 +149,7 @@ class TvmExecutable(GraphIO):
             else:
                 self._run_tvm(s, env, i)
             if times is not None:
-                times.append(NodeTiming(s.node.name, s.node.op, time.perf_counter() - t0, "tvm" if s.func else "numpy",
-                                        tuple(n.name for n in s.fused)))
+                times.append(s.timing(time.perf_counter() - t0, "tvm" if s.func else "numpy"))
             for v in self._dead_after[i]:  # free activations after their last reader (both layouts)
                 env.pop((v, False), None)
                 env.pop((v, True), None)

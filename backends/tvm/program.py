@@ -159,8 +159,7 @@ class StaticProgram:
                     for i, (f, args, s) in enumerate(self.calls):  # noqa: B007
                         t0 = time.perf_counter()
                         f(*args)
-                        times.append(NodeTiming(s.node.name, s.node.op, time.perf_counter() - t0, "tvm",
-                                                tuple(n.name for n in s.fused)))
+                        times.append(s.timing(time.perf_counter() - t0, "tvm"))
             except Exception as e:  # noqa: BLE001 - a TVM runtime failure: name the node
                 node = self.calls[i][2].node
                 raise LpdcExecutionError(f"{type(e).__name__}: {e}", where=f"node '{node.name}' ({node.op})") from e
