@@ -8,7 +8,8 @@ best schedule's trace, is only known after, so it goes into the row's `found` co
 (`{"trace_sha256": ..., "trace_file": "ms_<digest>.json", "trials": N}`) and the trace itself,
 with its decisions, into that JSON file beside the kernel (in the kernel cache dir).
 
-Tuning runs on this host (meta_schedule's local builder and runner, random cost model: a few
+Tuning runs on this host, in the worker (backends/tvm/ms_in_process.py: meta_schedule's own
+local builder and runner would each start a process that imports TVM; random cost model: a few
 trials do not train a model) in a temporary work dir that is deleted afterwards; the tuned
 kernel is exported to the cache dir by (signature, choice, target), so a retried measurement is
 neither retuned nor rebuilt. Timing is tvm_kind's `time_evaluator` path, host only: tuning on a
@@ -33,6 +34,7 @@ from .tvm_kind import FUNC, _compute, _time, tvm_target
 __all__ = ["KIND", "kernel_path", "measure_ms", "ms_choice", "ms_target", "ms_work"]
 
 KIND = "meta_schedule"
+TUNE_RUN_MS = 5  # each candidate's timing while tuning ranks only: the tuned kernel is timed again afterwards
 
 
 def ms_choice(sig: Signature, device: str = "x86", trials: int = 8, seed: int = 0) -> Choice:
@@ -67,14 +69,18 @@ def _tune(sig: Signature, choice: Choice, target: Mapping[str, Any], path: Path)
     import tvm
     from tvm.s_tir import meta_schedule as ms
 
+    from ..backends.tvm.ms_in_process import in_process
+
     cfg = choice.config_dict()
     trials = max(1, int(cfg.get("trials", 8)))
     tensors, _ = _compute(sig)
     mod = tvm.IRModule({"main": tvm.te.create_prim_func(tensors).with_attr("global_symbol", "main")})
     tgt = tvm.target.Target(dict(target))
     with tempfile.TemporaryDirectory(prefix="lpdc-ms-") as work_dir:
+        builder, runner = in_process(tgt, work_dir, run_ms=TUNE_RUN_MS)
         db = ms.tune_tir(mod, tgt, work_dir=work_dir, max_trials_global=trials, num_trials_per_iter=trials,
-                         cost_model="random", strategy="replay-trace", num_tuning_cores=1, seed=int(cfg.get("seed", 0)))
+                         builder=builder, runner=runner, cost_model="random", strategy="replay-trace",
+                         num_tuning_cores=1, seed=int(cfg.get("seed", 0)))
         sch = ms.tir_integration.compile_tir(db, mod, tgt)
     if sch is None:
         raise RuntimeError(f"meta_schedule found no valid schedule in {trials} trials")

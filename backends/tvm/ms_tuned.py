@@ -34,6 +34,7 @@ import numpy as np
 from ...errors import LpdcTargetError
 from .build import Plan, Progress
 from .lower import Lowered
+from .ms_in_process import in_process
 from .target import TvmTarget
 
 log = logging.getLogger(__name__)
@@ -191,7 +192,7 @@ def _tune(f: Any, tt: TvmTarget, trials: int) -> Any:
         ms_log.setLevel(logging.ERROR)
     try:
         with tempfile.TemporaryDirectory(prefix="lpdc-ms-") as work_dir:
-            builder, runner = _in_process(target, work_dir)
+            builder, runner = in_process(target, work_dir, run_ms=TUNE_RUN_MS)
             db = ms.tune_tir(mod, target, work_dir=work_dir, max_trials_global=trials,
                              num_trials_per_iter=min(trials, 16), builder=builder, runner=runner,
                              cost_model="xgb" if evolve and find_spec("xgboost") else "random",
@@ -214,56 +215,6 @@ def _plain(obj: Any) -> Any:
     if hasattr(obj, "items"):
         return {str(k): _plain(v) for k, v in obj.items()}
     return [_plain(x) for x in obj]
-
-
-def _in_process(target: Any, work_dir: str) -> tuple[Any, Any]:
-    """A meta_schedule builder and runner that compile and time candidates in this process."""
-    import tvm
-    from tvm.ir.utils import derived_object
-    from tvm.s_tir.meta_schedule.builder import BuilderResult, PyBuilder
-    from tvm.s_tir.meta_schedule.runner import PyRunner
-    from tvm.s_tir.meta_schedule.runner.local_runner import LocalRunnerFuture
-
-    libs: dict[str, Any] = {}
-
-    @derived_object
-    class Builder(PyBuilder):
-        def build(self, build_inputs: list[Any]) -> list[Any]:
-            out = []
-            for inp in build_inputs:
-                # meta_schedule removes each artifact's directory after measuring: give it one.
-                path = os.path.join(tempfile.mkdtemp(dir=work_dir), "lib")
-                try:
-                    libs[path] = tvm.compile(inp.mod, target=target).jit()
-                    out.append(BuilderResult(path, None))
-                except Exception as e:  # noqa: BLE001 - a candidate that fails to build is dropped, not fatal
-                    out.append(BuilderResult(None, str(e).splitlines()[0][:500]))
-            return out
-
-    @derived_object
-    class Runner(PyRunner):
-        def run(self, runner_inputs: list[Any]) -> list[Any]:
-            out = []
-            for inp in runner_inputs:
-                lib = libs.pop(inp.artifact_path)
-                try:
-                    args = [_random_tensor(tuple(int(d) for d in shape), str(dtype))
-                            for _, dtype, shape in (a.as_json() for a in inp.args_info)]
-                    ev = lib.time_evaluator("main", tvm.cpu(), number=1, repeat=3, min_repeat_ms=TUNE_RUN_MS)
-                    out.append(LocalRunnerFuture(res=[statistics.median(ev(*args).results)]))
-                except Exception as e:  # noqa: BLE001 - a candidate that fails to run is dropped
-                    out.append(LocalRunnerFuture(error_message=str(e).splitlines()[0][:500]))
-            return out
-
-    return Builder(), Runner()
-
-
-def _random_tensor(shape: tuple[int, ...], dtype: str) -> Any:
-    import tvm
-
-    rng = np.random.default_rng(0)
-    data = rng.standard_normal(shape) if "float" in dtype else rng.integers(-8, 8, shape)
-    return tvm.runtime.tensor(np.ascontiguousarray(data.astype(dtype)), tvm.cpu())
 
 
 def _time_pair(f: Any, tuned_f: Any, low: Lowered, tt: TvmTarget) -> tuple[float, float, bool]:
