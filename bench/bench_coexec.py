@@ -66,10 +66,11 @@ def median_ms(fn, rounds: int) -> list[float]:
 
 
 def bench_model(name: str, rounds: int, gpu_core: int) -> dict:
-    from lpdc.backends.hetero import compile_hetero, random_inputs
+    from lpdc.backends.hetero import compile_hetero
     from lpdc.backends.numpy import compile_numpy
     from lpdc.backends.opencl import compile_opencl
     from lpdc.backends.tvm import compile_tvm
+    from lpdc.ir import random_inputs
     from lpdc.passes.manager import PassManager, pipeline
     from lpdc.tools.zoo import build
 

@@ -20,26 +20,10 @@ from pathlib import Path
 
 import numpy as np
 
-from ..ir import Graph, dtypes
+from ..ir import Graph, random_inputs
 from .manager import PassError
 
 log = logging.getLogger(__name__)
-
-
-def random_inputs(graph: Graph, seed: int = 0) -> dict[str, np.ndarray]:
-    """Seeded inputs for every graph input: standard normal floats, small integers, random bools."""
-    rng = np.random.default_rng(seed)
-    out: dict[str, np.ndarray] = {}
-    for v in graph.inputs:
-        dt = dtypes.to_numpy(v.type.dtype)
-        shape = v.type.shape
-        if dt.kind == "f":
-            out[v.name] = rng.standard_normal(shape).astype(dt)
-        elif dt.kind == "b":
-            out[v.name] = rng.random(shape) < 0.5
-        else:
-            out[v.name] = rng.integers(0, 10, size=shape).astype(dt)
-    return out
 
 
 def run_reference(graph: Graph, inputs: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:

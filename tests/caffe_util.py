@@ -37,11 +37,6 @@ def run(g: Graph, **inputs: Any) -> dict[str, np.ndarray]:
     return compile_numpy(g).run({k: np.asarray(v, np.float32) for k, v in inputs.items()})
 
 
-def random_inputs(g: Graph, seed: int = 0) -> dict[str, np.ndarray]:
-    rng = np.random.default_rng(seed)
-    return {v.name: rng.standard_normal(v.type.shape).astype(np.float32) for v in g.inputs}
-
-
 def input_layer(shapes: dict[str, list[int]]) -> str:
     """An Input layer producing the given blobs."""
     tops = "".join(f' top: "{n}"' for n in shapes)

@@ -8,8 +8,8 @@ from pathlib import Path
 
 import numpy as np
 from lpdc.errors import LpdcError
-from lpdc.ir import Graph, TensorType
-from lpdc.passes.instruments import compare_outputs, random_inputs, run_reference
+from lpdc.ir import Graph, TensorType, random_inputs
+from lpdc.passes.instruments import compare_outputs, run_reference
 from lpdc.passes.manager import PassManager, pipeline
 
 CAFFE_DIR = Path(__file__).resolve().parents[2] / "shared" / "models" / "caffe"

@@ -19,9 +19,10 @@ from typing import Any
 import lpdc
 import numpy as np
 import pytest
-from caffe_util import CORPUS, random_inputs, run
+from caffe_util import CORPUS, run
 from lpdc.frontends.caffe.reader import read_prototxt
 from lpdc.frontends.caffe.upgrade import upgrade_net
+from lpdc.ir import random_inputs
 from lpdc.tools.caffe_weights import random_caffemodel
 
 NETS = sorted(p.name[: -len(".prototxt")] for p in CORPUS.glob("*.prototxt")) if CORPUS.is_dir() else []

@@ -8,10 +8,11 @@ import warnings
 import lpdc
 import numpy as np
 import pytest
-from caffe_util import CORPUS, input_layer, load_text, random_inputs, run, write_net
+from caffe_util import CORPUS, input_layer, load_text, run, write_net
 from lpdc.errors import LpdcGraphError, LpdcParseError, LpdcTypeError, LpdcUnsupportedError
 from lpdc.frontends.caffe import load_caffe
 from lpdc.frontends.caffe.schema import message_class
+from lpdc.ir import random_inputs
 from lpdc.tools.caffe_weights import main as caffe_weights_main
 from lpdc.tools.caffe_weights import random_caffemodel
 

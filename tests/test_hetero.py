@@ -422,7 +422,7 @@ def test_interrupted_save_leaves_nothing(artifact: tuple[Path, tuple], tmp_path:
 def test_board_measurements_override_the_model() -> None:
     """Per-layer times measured on the board (LayerTimes) replace the analytical model's: a GPU
     that is 100x faster on every layer gets every layer."""
-    from lpdc.backends.hetero import random_inputs
+    from lpdc.ir import random_inputs
 
     g = PassManager(pipeline(2)).run(build("tiny_cnn"))
     names = [n.name for n in g.nodes if n.op != "const"]

@@ -17,10 +17,9 @@ from hypothesis import strategies as st
 from lpdc.backends.numpy import compile_numpy
 from lpdc.backends.numpy.executable import Executable
 from lpdc.errors import LpdcGraphError
-from lpdc.ir import Graph, TensorType
+from lpdc.ir import Graph, TensorType, random_inputs
 from lpdc.passes.manager import PIPELINES, PassManager
 from lpdc.passes.plan_memory import MemoryPlan, get_plan, plan_memory
-from lpdc.tools.cli import random_inputs
 
 VEC = TensorType((1, 16))  # 64 bytes: exactly one aligned slot
 

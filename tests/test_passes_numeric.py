@@ -14,7 +14,8 @@ import importlib
 
 import numpy as np
 import pytest
-from lpdc.passes.instruments import random_inputs, run_reference
+from lpdc.ir import random_inputs
+from lpdc.passes.instruments import run_reference
 from lpdc.passes.manager import PASSES, PIPELINES, pipeline
 from lpdc.tools.zoo import MODELS, build
 from passes_util import CAFFE_DIR, assert_same_outputs, fingerprint, op_counts, optimise, shrunk, unchanged

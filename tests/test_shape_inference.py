@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 from lpdc.backends.numpy import compile_numpy
-from lpdc.ir import dtypes
+from lpdc.ir import Graph, TensorType, dtypes, random_inputs
 from op_samples import every_op_graph
 
 
@@ -38,3 +38,17 @@ def test_every_op_has_a_flop_count_that_is_non_negative():
     # 1x4x3x1 outputs, each a dot of (4/2)*3*3 = 18 products.
     f = conv.schema.flops([v and v.type for v in conv.inputs], [conv.output.type], conv.attrs)
     assert f.mul == 12 * 18
+
+
+def test_random_inputs_follow_each_input_type_and_the_seed():
+    """The feeds the CLI, benches and checks use when none are given: typed, seeded, reproducible."""
+    g = Graph("feeds")
+    g.add_input("x", TensorType((2, 3), "f32"))
+    g.add_input("h", TensorType((4,), "f16"))
+    g.add_input("idx", TensorType((5,), "i64"))
+    g.add_input("mask", TensorType((64,), "bool"))
+    a, b, c = random_inputs(g, seed=3), random_inputs(g, seed=3), random_inputs(g, seed=4)
+    assert {k: (v.shape, v.dtype) for k, v in a.items()} == {
+        "x": ((2, 3), np.float32), "h": ((4,), np.float16), "idx": ((5,), np.int64), "mask": ((64,), np.bool_)}
+    assert all(np.array_equal(a[k], b[k]) for k in a) and not np.array_equal(a["x"], c["x"])
+    assert 0 <= a["idx"].min() and a["idx"].max() < 10 and 0 < a["mask"].sum() < 64

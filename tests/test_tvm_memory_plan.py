@@ -16,8 +16,8 @@ pytest.importorskip("tvm")
 
 from lpdc.backends.numpy import compile_numpy  # noqa: E402
 from lpdc.backends.tvm import compile_tvm  # noqa: E402
-from lpdc.ir import Graph, TensorType  # noqa: E402
-from lpdc.passes.instruments import compare_outputs, random_inputs  # noqa: E402
+from lpdc.ir import Graph, TensorType, random_inputs  # noqa: E402
+from lpdc.passes.instruments import compare_outputs  # noqa: E402
 from lpdc.passes.manager import PassManager, pipeline  # noqa: E402
 from lpdc.passes.plan_memory import plan_memory  # noqa: E402
 from lpdc.tools import zoo  # noqa: E402

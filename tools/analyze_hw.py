@@ -73,7 +73,7 @@ def _evaluation_data(args: argparse.Namespace, graph: Graph) -> tuple[np.ndarray
                                    where=f"graph '{graph.name}'")
     first = graph.inputs[0]
     if args.data is None:
-        from .cli import random_inputs
+        from ..ir import random_inputs
 
         batches = -(-RANDOM_SAMPLES // first.type.shape[0])
         return np.concatenate([random_inputs(graph, seed)[first.name] for seed in range(batches)]), None

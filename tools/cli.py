@@ -17,6 +17,7 @@ from typing import IO, Any
 import numpy as np
 
 from ..errors import LpdcError
+from ..ir import random_inputs
 
 log = logging.getLogger("lpdc")
 MODEL_HELP = "model: a .onnx, .prototxt, .lpir file, an artifact directory, zoo:NAME, or 'default'"
@@ -39,21 +40,6 @@ def load_model(args: argparse.Namespace):
     if getattr(args, "shape", None):
         options["shapes"] = {k: [int(d) for d in v.split(",")] for k, v in (s.split("=", 1) for s in args.shape)}
     return load(_model_spec(args.model), **options)
-
-
-def random_inputs(graph, seed: int = 0) -> dict[str, np.ndarray]:
-    """Deterministic inputs matching the graph's input types."""
-    from ..ir import dtypes
-
-    rng = np.random.default_rng(seed)
-    out = {}
-    for v in graph.inputs:
-        dt = dtypes.to_numpy(v.type.dtype)
-        if dt.kind == "f":
-            out[v.name] = rng.standard_normal(v.type.shape).astype(dt)
-        else:
-            out[v.name] = rng.integers(0, 10, v.type.shape).astype(dt)
-    return out
 
 
 def _read_inputs(graph, specs: Sequence[str] | None, seed: int) -> dict[str, np.ndarray]:

@@ -135,8 +135,9 @@ def _opt_args(p: argparse.ArgumentParser, default_level: int | None) -> None:
 
 # ---- bench --------------------------------------------------------------------------------------
 def cmd_bench(args: argparse.Namespace) -> int:
+    from ..ir import random_inputs
     from . import bench
-    from .cli import load_model, random_inputs
+    from .cli import load_model
 
     with steps(["load"], not _quiet(args)) as step:
         step("load")

@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from ..errors import LpdcError
-from ..ir import Graph
+from ..ir import Graph, random_inputs
 
 RTOL = 1e-4
 ATOL = 1e-6
@@ -88,11 +88,6 @@ def model_costs() -> Iterator[None]:
             os.environ.pop("LPDC_SELECT_COSTS", None)
         else:
             os.environ["LPDC_SELECT_COSTS"] = old
-
-
-def random_inputs(g: Graph, seed: int = 0) -> dict[str, np.ndarray]:
-    rng = np.random.default_rng(seed)
-    return {v.name: rng.standard_normal(v.type.shape).astype(np.float32) for v in g.inputs}
 
 
 def onnx_reference(model: object, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:

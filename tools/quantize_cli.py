@@ -57,7 +57,8 @@ def load_task(args: argparse.Namespace) -> Task:
         calib = feeds_from(d.x_train[:args.calib], name, batch)
         return Task(graph, calib, feeds_from(d.x_val, name, batch), d.y_val,
                     (feeds_from(d.x_test, name, batch), d.y_test))
-    from .cli import load_model, random_inputs
+    from ..ir import random_inputs
+    from .cli import load_model
 
     graph = load_model(args)
     calib = [random_inputs(graph, seed) for seed in range(args.calib)]

@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 
 from ...errors import LpdcTargetError
-from ...ir import Graph
+from ...ir import Graph, random_inputs
 from ..target import Device, Target
 
 log = logging.getLogger(__name__)
@@ -39,11 +39,6 @@ def sides(tgt: Target) -> tuple[Device, Device]:
     name = "+".join(d.name for d in cpus)
     return Device(name, "cpu", "tvm", sum(d.peak_gflops for d in cpus), max(d.bandwidth_gbs for d in cpus),
                   sum(d.cores for d in cpus), cpus[-1].isa, "CPU clusters together"), gpus[0]
-
-
-def random_inputs(graph: Graph, seed: int = 0) -> dict[str, np.ndarray]:
-    rng = np.random.default_rng(seed)
-    return {v.name: rng.standard_normal(v.type.shape).astype(np.float32) for v in graph.inputs}
 
 
 def measure_times(graph: Graph, gpu_full: Any, rt: Any, repeats: int = 3) -> Any:

@@ -54,7 +54,7 @@ def keep_faster(graph: Graph, measured: Plan, default: Plan, tt: TvmTarget,
                 make_exe: Callable[[Plan, Any], Any]) -> tuple[Plan, Any, dict[str, Any]]:
     """(the plan to use, its built library, the record) after timing both plans in the model.
     `make_exe(plan, lib)` wraps a plan and its library as a runnable executable."""
-    from ...passes.instruments import random_inputs
+    from ...ir import random_inputs
     from .threads import ensure_threads
 
     ensure_threads()
