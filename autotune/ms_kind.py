@@ -34,7 +34,6 @@ from .tvm_kind import FUNC, _compute, _time, tvm_target
 __all__ = ["KIND", "kernel_path", "measure_ms", "ms_choice", "ms_target", "ms_work"]
 
 KIND = "meta_schedule"
-TUNE_RUN_MS = 5  # each candidate's timing while tuning ranks only: the tuned kernel is timed again afterwards
 
 
 def ms_choice(sig: Signature, device: str = "x86", trials: int = 8, seed: int = 0) -> Choice:
@@ -77,7 +76,7 @@ def _tune(sig: Signature, choice: Choice, target: Mapping[str, Any], path: Path)
     mod = tvm.IRModule({"main": tvm.te.create_prim_func(tensors).with_attr("global_symbol", "main")})
     tgt = tvm.target.Target(dict(target))
     with tempfile.TemporaryDirectory(prefix="lpdc-ms-") as work_dir:
-        builder, runner = in_process(tgt, work_dir, run_ms=TUNE_RUN_MS)
+        builder, runner = in_process(tgt, work_dir)
         db = ms.tune_tir(mod, tgt, work_dir=work_dir, max_trials_global=trials, num_trials_per_iter=trials,
                          builder=builder, runner=runner, cost_model="random", strategy="replay-trace",
                          num_tuning_cores=1, seed=int(cfg.get("seed", 0)))

@@ -44,7 +44,6 @@ KINDS = ("conv", "fc")  # schedule kinds worth tuning: the GEMM-like kernels
 ROUNDS = 3  # default/tuned timings alternate this many times (drift on a shared host hits both)
 REPEATS = 3  # time_evaluator repeats per round; each repeat runs at least MIN_REPEAT_MS
 MIN_REPEAT_MS = 10
-TUNE_RUN_MS = 5  # each candidate's measurement while tuning (ranking only; the final pick re-times)
 # From this many trials on, an evolutionary search mutates the best measured candidates; below, candidates
 # are drawn at random from the design space (replay-trace). The population is small: the default 512
 # costs ~20 s of sampling per round on 2 cores, and without xgboost (optional) the cost model ranks at
@@ -192,7 +191,7 @@ def _tune(f: Any, tt: TvmTarget, trials: int) -> Any:
         ms_log.setLevel(logging.ERROR)
     try:
         with tempfile.TemporaryDirectory(prefix="lpdc-ms-") as work_dir:
-            builder, runner = in_process(target, work_dir, run_ms=TUNE_RUN_MS)
+            builder, runner = in_process(target, work_dir)
             db = ms.tune_tir(mod, target, work_dir=work_dir, max_trials_global=trials,
                              num_trials_per_iter=min(trials, 16), builder=builder, runner=runner,
                              cost_model="xgb" if evolve and find_spec("xgboost") else "random",
