@@ -15,40 +15,24 @@ from __future__ import annotations
 import argparse
 import statistics
 import sys
-import time
 
 import lpdc
 import numpy as np
+from lpdc.backends.tvm.variant_check import alternating_rounds
+from lpdc.ir import random_inputs
 from lpdc.tools import zoo
 
 BLOCK = 5  # runs per engine per round (after one warm-up)
 
 
-def _block(exe, feed: dict[str, np.ndarray]) -> float:
-    exe.run(feed)
-    times = []
-    for _ in range(BLOCK):
-        t = time.perf_counter()
-        exe.run(feed)
-        times.append(time.perf_counter() - t)
-    return statistics.median(times)
-
-
 def bench_model(name: str, rounds: int) -> dict:
     g = zoo.build(name)
-    feed = {g.inputs[0].name: np.random.default_rng(0).standard_normal(g.inputs[0].type.shape).astype(np.float32)}
+    feed = random_inputs(g)
     apart = lpdc.compile(g, "x86", fuse_depthwise=False)
     fused = lpdc.compile(g, "x86")
     for k, v in apart.run(feed).items():
         np.testing.assert_allclose(fused.run(feed)[k], v, rtol=0, atol=1e-5 * float(np.abs(v).max()))
-    ta, tf, ratios = [], [], []
-    for r in range(rounds):
-        first, second = (apart, fused) if r % 2 == 0 else (fused, apart)
-        t1, t2 = _block(first, feed), _block(second, feed)
-        a, f = (t1, t2) if first is apart else (t2, t1)
-        ta.append(a)
-        tf.append(f)
-        ratios.append(f / a)
+    ratios, ta, tf = alternating_rounds(lambda: apart.run(feed), lambda: fused.run(feed), rounds, BLOCK)
     q = statistics.quantiles(ratios, n=4)
     pairs = sum(1 for s in fused.plan.steps if s.fused and fused.plan.kernels[s.func].schedule == "dw_pw")
     return {"model": name, "apart_ms": statistics.median(ta) * 1e3, "fused_ms": statistics.median(tf) * 1e3,

@@ -31,8 +31,15 @@ BLOCK = 3  # runs per build per round, after one warm-up run
 
 def in_model_ratio(run_a: Callable[[], object], run_b: Callable[[], object], rounds: int = ROUNDS,
                    block: int = BLOCK) -> tuple[float, float, float]:
-    """(median over rounds of time_b / time_a, median seconds of a, of b): blocks alternate
-    A B, B A, ... so a drift in machine speed hits both alike."""
+    """(median over rounds of time_b / time_a, median seconds of a, of b)."""
+    ratios, ta, tb = alternating_rounds(run_a, run_b, rounds, block)
+    return statistics.median(ratios), statistics.median(ta), statistics.median(tb)
+
+
+def alternating_rounds(run_a: Callable[[], object], run_b: Callable[[], object], rounds: int,
+                       block: int) -> tuple[list[float], list[float], list[float]]:
+    """Per round: (time_b / time_a, a's seconds, b's seconds), each the median of a block of runs
+    after one warm-up run. Blocks alternate A B, B A, ... so a drift in machine speed hits both alike."""
     ta, tb, ratios = [], [], []
     for r in range(rounds):
         got = {}
@@ -47,7 +54,7 @@ def in_model_ratio(run_a: Callable[[], object], run_b: Callable[[], object], rou
         ta.append(got["a"])
         tb.append(got["b"])
         ratios.append(got["b"] / got["a"])
-    return statistics.median(ratios), statistics.median(ta), statistics.median(tb)
+    return ratios, ta, tb
 
 
 def keep_faster(graph: Graph, measured: Plan, default: Plan, tt: TvmTarget,
